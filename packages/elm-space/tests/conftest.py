@@ -1,0 +1,8 @@
+import pytest
+
+from elm_space import preset
+
+
+@pytest.fixture
+def tiny():
+    return preset("tiny")
