@@ -1,3 +1,79 @@
-"""Evaluators for any Hugging Face model: LM perplexity, GLUE-style tasks, latency, reports."""
+"""Evaluators for any Hugging Face model: LM perplexity, GLUE-style tasks, latency, reports.
+
+elm-eval knows nothing of how a model was made: it takes a ``save_pretrained`` directory, a hub
+id (online), or a model object, plus a tokenizer, so found models and baselines are measured by
+the same code.
+"""
+
+from elm_eval.errors import ElmEvalError
+from elm_eval.finetune import FinetuneConfig, evaluate_task, finetune
+from elm_eval.latency import (
+    LatencyConfig,
+    block_latency_table,
+    count_parameters,
+    measure_latency,
+    measure_module_latency,
+    peak_memory_bytes,
+)
+from elm_eval.lm import (
+    CausalLMConfig,
+    MaskedLMConfig,
+    MaskingConfig,
+    causal_lm_perplexity,
+    causal_lm_perplexity_from_ids,
+    masked_lm_perplexity,
+)
+from elm_eval.metrics import compute_metric, load_metric
+from elm_eval.report import load_result, write_report, write_result
+from elm_eval.results import LatencyEntry, LatencyResult, LatencyStats, LMResult, TaskResult
+from elm_eval.task_data import TaskData, TaskSplit, load_task_data
+from elm_eval.tasks import (
+    BUILTIN_TASKS,
+    EmpythySource,
+    FileSource,
+    HubSource,
+    TaskSpec,
+    get_task,
+    load_task_spec,
+)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "BUILTIN_TASKS",
+    "CausalLMConfig",
+    "ElmEvalError",
+    "EmpythySource",
+    "FileSource",
+    "FinetuneConfig",
+    "HubSource",
+    "LMResult",
+    "LatencyConfig",
+    "LatencyEntry",
+    "LatencyResult",
+    "LatencyStats",
+    "MaskedLMConfig",
+    "MaskingConfig",
+    "TaskData",
+    "TaskResult",
+    "TaskSpec",
+    "TaskSplit",
+    "block_latency_table",
+    "causal_lm_perplexity",
+    "causal_lm_perplexity_from_ids",
+    "compute_metric",
+    "count_parameters",
+    "evaluate_task",
+    "finetune",
+    "get_task",
+    "load_metric",
+    "load_result",
+    "load_task_data",
+    "load_task_spec",
+    "masked_lm_perplexity",
+    "measure_latency",
+    "measure_module_latency",
+    "peak_memory_bytes",
+    "write_report",
+    "write_result",
+]

@@ -94,7 +94,7 @@ def demo(**backbone: Any) -> SearchSpace:
     fields: dict[str, Any] = {"embedding": EmbeddingSpec(kind="factorized", size=64), "max_positions": 128}
     fields.update(backbone)
     cands = _candidates(2, 128, 512, (2, 4), 64, mobile_increment=64, mobile_max=256)
-    return _space("demo", _bert_vocab_backbone(128, **fields), 4, cands, 3_200_000)
+    return _space("demo", _bert_vocab_backbone(128, **fields), 4, cands, 2_450_000)
 
 
 def demo_clm(**backbone: Any) -> SearchSpace:

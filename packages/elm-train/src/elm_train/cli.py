@@ -1,23 +1,129 @@
-"""The ``elm-train`` command (placeholder until the pipeline lands: shows the demo space)."""
+"""The ``elm-train`` command: run the pipeline, one stage, or check a config.
+
+With no arguments, ``elm-train run`` runs the embedded ``demo`` preset (Penn Treebank, the
+pretrained MiniLM-L6 teacher, the tweet-sentiment task) in ``runs/demo``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import elm_space
+from pydantic import ValidationError
+
+from elm_train.config import PRESETS, ConfigError, RunConfig, load_config, preset
+
+if TYPE_CHECKING:
+    from elm_train.run import Run
+
+
+def _config(args: argparse.Namespace) -> RunConfig:
+    return load_config(args.config) if args.config else preset(args.preset)
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--preset", default="demo", help=f"a built-in config: {', '.join(PRESETS)} (default: demo)"
+    )
+    group.add_argument("--config", type=Path, help="a YAML run config (may start from 'preset: NAME')")
+    parser.add_argument("--run-dir", type=Path, help="where outputs go (default: runs/<config name>)")
+
+
+def _open(args: argparse.Namespace, config: RunConfig) -> Run:
+    from elm_train.run import CONFIG_FILE, Run  # torch loads only for commands that train
+
+    run_dir = args.run_dir or Path("runs") / config.name
+    if (run_dir / CONFIG_FILE).is_file() and not getattr(args, "resume", True):
+        raise ConfigError(
+            f"{run_dir} already holds a run; pass --resume to continue it, or choose another --run-dir"
+        )
+    return Run.open(config, run_dir)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.dry_run:
+        from elm_train.dryrun import dry_run
+
+        print(json.dumps(dry_run(config), indent=2))
+        return 0
+    from elm_train.pipeline import run_all
+
+    from elm_train.engine import rank
+
+    run = _open(args, config)
+    info = run_all(run, echo=print if rank() == 0 else lambda _: None)
+    if rank() == 0:
+        print(f"[elm-train] report: {info['report']['report']}")
+    return 0
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    from elm_train.pipeline import run_stage
+
+    from elm_train.engine import rank
+
+    run = _open(args, _config(args))
+    info = run_stage(run, args.name, force=args.force, echo=print if rank() == 0 else lambda _: None)
+    if rank() == 0:
+        print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.action == "validate":
+        config = load_config(args.file)
+        print(f"{args.file}: valid run config {config.name!r} (space {config.search_space().name})")
+    else:
+        print(_config(args).to_yaml(), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="elm-train", description="ELM: elastic architecture search for efficient language models."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run every stage (skipping finished ones)")
+    _add_config_args(run)
+    run.add_argument("--resume", action="store_true", help="continue the run already in --run-dir")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build the full-size supernet and take two steps on random tokens",
+    )
+    run.set_defaults(func=cmd_run)
+    stage = sub.add_parser("stage", help="run one stage on an existing or new run directory")
+    stage.add_argument("name", help="data, supernet, search, heads, retrain, tasks, evaluate or report")
+    _add_config_args(stage)
+    stage.add_argument("--force", action="store_true", help="run the stage again even if it finished")
+    stage.set_defaults(func=cmd_stage)
+    config = sub.add_parser("config", help="validate a config file, or print a preset as YAML")
+    config_sub = config.add_subparsers(dest="action", required=True)
+    validate = config_sub.add_parser("validate")
+    validate.add_argument("file", type=Path)
+    show = config_sub.add_parser("show")
+    _add_config_args(show)
+    config.set_defaults(func=cmd_config)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="elm-train", description="ELM: elastic architecture search.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the pipeline on a preset")
-    run.add_argument("--preset", default="demo")
-    args = parser.parse_args(argv)
-    space = elm_space.preset(args.preset)
-    arch = elm_space.sample(space, 0)
-    print(f"space {space.name}: {space.size()} architectures, mean {elm_space.mean_params(space):,.0f} parameters")
-    print(f"sampled: {arch}  ({elm_space.count_params(arch):,} parameters)")
-    return 0
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        argv = ["run"]
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return args.func(args)
+    except (ConfigError, ValidationError, ValueError, FileNotFoundError, KeyError) as err:
+        print(f"elm-train: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

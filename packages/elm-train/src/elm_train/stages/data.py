@@ -1,0 +1,16 @@
+"""Stage 1: tokenise the corpus with the teacher's tokenizer into cached Arrow blocks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from elm_train import data
+from elm_train.run import Run
+
+STAGE = "data"
+
+
+def run_stage(run: Run) -> dict[str, Any]:
+    info = {"splits": data.summary(run.blocks), "tokenizer_vocab": len(run.tokenizer)}
+    run.mark_done(STAGE, info)
+    return info

@@ -1,0 +1,123 @@
+"""Stage 7b: the run report: JSON for machines, Markdown for people, PNG plots for both.
+
+The comparison table and the score-against-size plots are elm-eval's (the same report a user
+gets from ``elm-eval report``); this stage adds what only the pipeline knows: the supernet's
+loss and growth, the search's progress, the head choice, and how the found model was made.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import elm_eval
+from elm_eval.plots import plot_loss_curves
+from elm_train import plots
+from elm_train.checkpoint import write_json_atomic
+from elm_train.run import Run
+from elm_train.stages import supernet as supernet_stage
+from elm_train.stages.tasks import RESULTS
+
+STAGE = "report"
+ORDER = ("data", "supernet", "search", "heads", "retrain", "tasks", "evaluate")
+
+
+def _curves(run: Run) -> dict[str, list[float]]:
+    """Training-loss curves per training loop, from the metrics log (last value per step, so a
+    resumed run's replayed steps are not drawn twice)."""
+    curves: dict[str, dict[int, float]] = {}
+    for row in run.metrics.read():
+        if "loss" in row and "step" in row and row.get("event") is None:
+            curves.setdefault(row["stage"], {})[row["step"]] = row["loss"]
+    return {stage: [v for _, v in sorted(points.items())] for stage, points in curves.items()}
+
+
+def run_stage(run: Run) -> dict[str, Any]:
+    out = run.stage_dir(STAGE)
+    stages = {name: run.done_info(name) for name in ORDER if run.is_done(name)}
+    results = [elm_eval.load_result(p) for p in sorted((run.dir / RESULTS).glob("*.json"))]
+    files: dict[str, str] = {}
+    if results:
+        report = elm_eval.write_report(results, out / "comparison")
+        files.update({k: str(v) for k, v in report.model_dump().items() if v is not None})
+    curves = _curves(run)
+    pretrain = {k: v for k, v in curves.items() if not k.startswith("tasks.")}
+    if pretrain:
+        files["loss_curves"] = str(plot_loss_curves(pretrain, out / "loss_curves.png"))
+    if run.is_done(supernet_stage.STAGE):
+        widths = supernet_stage.widths_history(run)
+        files["width_growth"] = str(
+            plots.width_growth(widths["history"], widths["kinds"], out / "width_growth.png")
+        )
+    for name in ("progress.png", "pareto.png"):
+        source = run.dir / "search" / name
+        if source.is_file():
+            shutil.copyfile(source, out / f"search_{name}")
+            files[f"search_{name[:-4]}"] = str(out / f"search_{name}")
+    summary_md = out / "comparison" / "summary.md"
+    comparison = summary_md.read_text() if summary_md.is_file() else ""
+    payload = {"name": run.config.name, "stages": stages, "files": files}
+    write_json_atomic(out / "report.json", payload)
+    (out / "report.md").write_text(markdown(run, stages, comparison, files))
+    info = {"report": str(out / "report.md"), "files": files}
+    run.mark_done(STAGE, info)
+    return info
+
+
+def markdown(run: Run, stages: dict[str, Any], comparison: str, files: dict[str, str]) -> str:
+    lines = [f"# ELM run report: {run.config.name}", ""]
+    cfg = run.config
+    lines += [
+        f"- teacher: `{cfg.teacher.name_or_path}`; corpus: `{cfg.data.source}` in blocks of {cfg.data.block_size} tokens",
+        f"- search space: `{cfg.space if isinstance(cfg.space, str) else cfg.space.name}`; seed {cfg.seed}; "
+        f"hidden loss: {cfg.supernet.kd.hidden_loss}; DeepSpeed ZeRO-{cfg.deepspeed.zero_stage}, {cfg.deepspeed.precision}",
+        "",
+    ]
+    if "supernet" in stages:
+        s = stages["supernet"]
+        lines += [
+            "## Supernet",
+            "",
+            f"{s['steps']} steps, final distillation loss {s['final_loss']:.4f}; "
+            f"{s['grown_pairs']} (layer, candidate) FFNs grew; mean sampled size {s['space_mean_params']:,.0f} parameters.",
+            "",
+        ]
+    if "search" in stages:
+        s = stages["search"]
+        lines += [
+            "## Search",
+            "",
+            f"Best of {s['evaluations']} evaluated paths: `{s['architecture']}` "
+            f"({s['params']:,} parameters, held-out distillation loss {s['distill_loss']:.4f}).",
+            "",
+        ]
+    if "heads" in stages:
+        s = stages["heads"]
+        lines += ["## Heads (CKA)", "", f"`{s['before']}` -> `{s['after']}`", ""]
+    if "retrain" in stages:
+        lines += [
+            "## Retrained students",
+            "",
+            "| student | architecture | parameters | final loss |",
+            "|---|---|---|---|",
+        ]
+        for name, s in stages["retrain"].items():
+            loss = s.get("final_loss")
+            arch = s["architecture"].replace("|", "\\|")  # a table cell cannot hold a bare pipe
+            shown = f"{loss:.4f}" if loss is not None else "(trained earlier)"
+            lines.append(f"| {name} | `{arch}` | {s['params']:,} | {shown} |")
+        lines.append("")
+    if comparison:
+        lines += ["## Comparison (elm-eval)", "", comparison.split("\n", 2)[-1].strip(), ""]
+    if files:
+        lines += ["## Files", ""] + [
+            f"- {k}: `{Path(v).relative_to(run.dir) if Path(v).is_relative_to(run.dir) else v}`"
+            for k, v in files.items()
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def load(run: Run) -> dict[str, Any]:
+    return json.loads((run.dir / STAGE / "report.json").read_text())

@@ -1,0 +1,231 @@
+"""Stage 3: train the supernet by distillation, one uniformly sampled path per step, with the
+dynamic dimension (PCA-ranked FFN growth at each epoch's end).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import elm_space
+from elm_distill import DistillationObjective
+from elm_space import Architecture, SearchSpace
+from elm_train import batches
+from elm_train import engine as dist
+from elm_train.checkpoint import write_json_atomic
+from elm_train.kd import TeacherFeatures, build_objective, kind_eta, student_features
+from elm_train.loop import TrainLoop
+from elm_train.models import ElmSupernet, GrowthRecord, reset_optimizer_slices
+from elm_train.pca import PcaTracker, pca_count, real_tokens
+from elm_train.run import Run
+
+STAGE = "supernet"
+
+
+class SupernetKD(nn.Module):
+    """The supernet and the distillation projections, trained together by one engine."""
+
+    def __init__(self, supernet: ElmSupernet, objective: DistillationObjective) -> None:
+        super().__init__()
+        self.supernet = supernet
+        self.objective = objective
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        arch: Architecture,
+        teacher: Any,
+        want_ffn: bool,
+    ) -> tuple[torch.Tensor, dict[str, float], tuple[torch.Tensor, ...] | None]:
+        out = self.supernet(
+            input_ids,
+            arch=arch,
+            attention_mask=attention_mask,
+            output_hidden_states=True,
+            output_ffn_pre_activations=want_ffn,
+        )
+        result = self.objective(student_features(out), teacher, attention_mask)
+        return result.total, result.as_floats(), out.ffn_pre_activations
+
+
+def build(run: Run, space: SearchSpace, teacher_width: int, teacher_layers: int) -> SupernetKD:
+    torch.manual_seed(run.config.seed)
+    supernet = ElmSupernet(space)
+    objective = build_objective(run.config.supernet.kd, space, teacher_width, teacher_layers)
+    return SupernetKD(supernet, objective)
+
+
+def default_grow_count(space: SearchSpace, epochs: int) -> int:
+    """The reference's num_layers * 3 * candidates_per_kind // epochs, at least 1."""
+    per_kind = max(sum(1 for c in layer if c.kind is elm_space.BlockKind.BERT) for layer in space.layers)
+    return max(1, space.num_layers * 3 * per_kind // epochs)
+
+
+class SupernetTraining(TrainLoop):
+    stage = STAGE
+
+    def __init__(self, run: Run, out_dir: Path) -> None:
+        cfg = run.config
+        self.run_ = run
+        self.cfg = cfg.supernet
+        self.space = run.initial_space
+        self.teacher = TeacherFeatures(run.teacher)
+        width = int(run.teacher.config.hidden_size)
+        self.model = build(run, self.space, width, self.teacher.num_layers)
+        self.tracker = PcaTracker()
+        self.widths = [_widths(self.space)]
+        self.arch: Architecture | None = None
+        super().__init__(
+            self.model,
+            run.blocks["train"],
+            cfg.deepspeed,
+            self.cfg.optim,
+            cfg.seed,
+            out_dir,
+            run.metrics,
+            self.cfg.checkpoint_every,
+        )
+
+    @property
+    def supernet(self) -> ElmSupernet:
+        return self.model.supernet
+
+    def begin_step(self, step: int) -> None:
+        self.arch = elm_space.sample(self.space, batches.step_rng(self.seed, "path", step))
+
+    def micro_loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        assert self.arch is not None
+        input_ids, mask = batch["input_ids"], batch["attention_mask"]
+        teacher = self.teacher(input_ids, mask)
+        want_ffn = self.cfg.dynamic.enabled and step % self.cfg.dynamic.pca_every == 0
+        loss, terms, pre = self.engine(input_ids, mask, self.arch, teacher, want_ffn)
+        if pre is not None:
+            for layer, (choice, features) in enumerate(zip(self.arch.layers, pre, strict=True)):
+                eta = kind_eta(choice.kind, self.cfg.dynamic.eta_bert, self.cfg.dynamic.eta_mobile)
+                self.tracker.add(layer, choice.candidate, pca_count(real_tokens(features, mask), eta))
+        terms.pop("total", None)
+        return loss, {**terms, "arch": self.arch.to_string()}
+
+    def before_optimizer_step(self, step: int) -> None:
+        """Unsampled candidates get no gradient at all, so AdamW neither decays nor moves them.
+
+        DeepSpeed fills missing gradients with zeros (for ranks whose graphs differ); with a
+        torch optimizer under ZeRO-0 setting them back to None restores single-path semantics.
+        """
+        assert self.arch is not None
+        for i, layer in enumerate(self.supernet.layers):
+            for j, block in enumerate(layer):
+                if j != self.arch.layers[i].candidate:
+                    for p in block.parameters():
+                        p.grad = None
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        dyn = self.cfg.dynamic
+        if not dyn.enabled:
+            return {}
+        limit = dyn.grow_per_epoch or default_grow_count(self.space, self.cfg.optim.epochs)
+        means = {f"{layer}:{cand}": round(v, 3) for (layer, cand), v in sorted(self.tracker.means().items())}
+        new_space, grown = elm_space.grow_ranked(self.space, self.tracker.ranking(), limit)
+        if grown:
+            record = self.supernet.grow(new_space, torch.Generator().manual_seed(self.seed + epoch))
+            self._reset_optimizer(record)
+            self.space = new_space
+        self.tracker.reset()
+        self.widths.append(_widths(self.space))
+        return {
+            "grown": [list(g) for g in grown],
+            "pca_means": means,
+            "mean_params": elm_space.mean_params(self.space),
+        }
+
+    def _reset_optimizer(self, record: GrowthRecord) -> None:
+        """Fresh slices start with zero moments, under any ZeRO stage."""
+        from deepspeed.utils import (
+            safe_get_full_fp32_param,
+            safe_get_full_optimizer_state,
+            safe_set_full_fp32_param,
+            safe_set_full_optimizer_state,
+        )
+
+        params = dict(self.supernet.named_parameters())
+        partitioned = any(safe_get_full_fp32_param(p) is not None for p in params.values())
+        if not partitioned:
+            reset_optimizer_slices(self.optimizer, self.supernet, record)
+            return
+        for change in record.slices:
+            param = params[change.name]
+            safe_set_full_fp32_param(param, param.detach().float())
+            for key in ("exp_avg", "exp_avg_sq"):
+                state = safe_get_full_optimizer_state(param, key)
+                if state is not None:
+                    state.narrow(change.dim, change.start, change.stop - change.start).zero_()
+                    safe_set_full_optimizer_state(param, state, key)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {
+            "space": self.space.model_dump(mode="json"),
+            "pca": self.tracker.to_json(),
+            "widths": self.widths,
+        }
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        self.space = SearchSpace.model_validate(state["space"])
+        self.supernet.space = self.space
+        self.tracker = PcaTracker.from_json(state["pca"])
+        self.widths = state["widths"]
+
+
+def _widths(space: SearchSpace) -> list[list[int]]:
+    return [[c.ffn_width for c in layer] for layer in space.layers]
+
+
+def run_stage(run: Run) -> dict[str, Any]:
+    out = run.stage_dir(STAGE)
+    trainer = SupernetTraining(run, out)
+    history = trainer.run()
+    final = out / "final"
+    if dist.rank() == 0:
+        final.mkdir(exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in trainer.model.state_dict().items()}
+        save_file(state, str(final / "supernet.safetensors"))
+        elm_space.save(trainer.space, final / "space.json")
+        kinds = [c.kind.value for c in trainer.space.layers[0]]
+        write_json_atomic(final / "widths.json", {"history": trainer.widths, "kinds": kinds})
+    info = {
+        "world_size": dist.world_size(),
+        "steps": trainer.total_steps,
+        "final_loss": history[-1][1] if history else None,
+        "space_mean_params": elm_space.mean_params(trainer.space),
+        "grown_pairs": sum(
+            1
+            for a, b in zip(trainer.widths[0], trainer.widths[-1], strict=True)
+            for x, y in zip(a, b, strict=True)
+            if x != y
+        ),
+    }
+    run.mark_done(STAGE, info)
+    return info
+
+
+def load_trained(run: Run) -> tuple[SupernetKD, SearchSpace]:
+    """The trained supernet (with its projections) and its grown space, from the run directory."""
+    final = run.dir / STAGE / "final"
+    run.done_info(STAGE)
+    space = elm_space.load(SearchSpace, final / "space.json")
+    teacher = TeacherFeatures(run.teacher)
+    model = build(run, space, int(run.teacher.config.hidden_size), teacher.num_layers)
+    model.load_state_dict(load_file(str(final / "supernet.safetensors")))
+    model.eval()
+    return model, space
+
+
+def widths_history(run: Run) -> dict[str, Any]:
+    return json.loads((run.dir / STAGE / "final" / "widths.json").read_text())

