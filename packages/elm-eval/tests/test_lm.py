@@ -190,3 +190,16 @@ def test_lm_errors_are_clear(tokenizer, bert_config, gpt2_config, tmp_path: Path
         )
     with pytest.raises(ValueError, match="stride"):
         CausalLMConfig(max_length=8, stride=9)
+
+
+def test_evaluation_runs_without_dropout_and_restores_training_mode(mlm, tokenizer, sentences) -> None:
+    texts = sentences(8, seed=5)
+    config = MaskedLMConfig(max_length=16, progress=False)
+    reference = masked_lm_perplexity(mlm, tokenizer, texts, config)
+    mlm.train()  # hidden dropout 0.1 would change the loss if it stayed on
+    try:
+        again = masked_lm_perplexity(mlm, tokenizer, texts, config)
+        assert mlm.training
+    finally:
+        mlm.eval()
+    assert again.loss == reference.loss

@@ -7,11 +7,8 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from elm_eval.errors import ElmEvalError
-from elm_eval.plots import pareto_front
 from elm_eval.report import load_result, summarize, write_report, write_result
 from elm_eval.results import LatencyEntry, LatencyResult, LatencyStats, LMResult, TaskResult
 
@@ -49,23 +46,6 @@ def _task(model: str, task: str, score: float, params: int) -> TaskResult:
         num_validation_examples=5,
         train_loss_curve=[1.0, 0.7, 0.5],
     )
-
-
-def _brute_force_front(xs: list[float], ys: list[float]) -> set[int]:
-    def dominates(j: int, i: int) -> bool:
-        return xs[j] <= xs[i] and ys[j] >= ys[i] and (xs[j] < xs[i] or ys[j] > ys[i])
-
-    return {i for i in range(len(xs)) if not any(dominates(j, i) for j in range(len(xs)))}
-
-
-@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), min_size=1, max_size=30))
-def test_pareto_front_equals_brute_force(points: list[tuple[int, int]]) -> None:
-    xs, ys = [float(p[0]) for p in points], [float(p[1]) for p in points]
-    front = pareto_front(xs, ys)
-    assert set(front) == _brute_force_front(xs, ys)
-    assert [xs[i] for i in front] == sorted(xs[i] for i in front)
-    lower_is_better = pareto_front(xs, ys, maximize_y=False)
-    assert set(lower_is_better) == _brute_force_front(xs, [-y for y in ys])
 
 
 def test_results_round_trip_through_json_and_markdown(tmp_path: Path) -> None:

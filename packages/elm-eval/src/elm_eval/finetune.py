@@ -46,7 +46,7 @@ from elm_eval.loading import (
 from elm_eval.metrics import compute_metric
 from elm_eval.results import TaskResult
 from elm_eval.task_data import TaskData, TaskSplit, load_task_data
-from elm_eval.tasks import TaskSpec
+from elm_eval.tasks import TaskSpec, get_task
 
 
 class FinetuneConfig(BaseModel):
@@ -107,10 +107,7 @@ class _Encoded:
     def __init__(self, tokenizer: PreTrainedTokenizerBase, split: TaskSplit, max_length: int) -> None:
         args = (split.text_a,) if split.text_b is None else (split.text_a, split.text_b)
         encoded = tokenizer(*args, truncation=True, max_length=max_length)
-        self.features = [
-            {key: encoded[key][i] for key in encoded if key != "overflow_to_sample_mapping"}
-            for i in range(len(split))
-        ]
+        self.features = [{key: encoded[key][i] for key in encoded} for i in range(len(split))]
         self.labels = split.labels
         self.collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
 
@@ -151,6 +148,19 @@ def predict(
     return out
 
 
+def _optimizer_and_schedule(
+    model: torch.nn.Module, config: FinetuneConfig, steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW without weight decay on biases and norm weights (the usual BERT recipe), linear schedule."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate,
+    )
+    return optimizer, get_linear_schedule_with_warmup(optimizer, round(steps * config.warmup_ratio), steps)
+
+
 def _count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -180,14 +190,11 @@ def finetune(
 
     train = _Encoded(tok, data.train, config.max_length)
     validation = _Encoded(tok, data.validation, config.max_length)
-    decay = [p for p in classifier.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in classifier.parameters() if p.requires_grad and p.ndim < 2]  # biases, norms
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.learning_rate,
-    )
+    train_labels, validation_labels = list(data.train.labels or []), list(data.validation.labels or [])
+    if len(train_labels) != len(data.train) or len(validation_labels) != len(data.validation):
+        raise ElmEvalError(f"task {spec.name!r}: the train and validation splits need labels")
     steps = train.num_batches(config.batch_size) * config.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, round(steps * config.warmup_ratio), steps)
+    optimizer, scheduler = _optimizer_and_schedule(classifier, config, steps)
     loss_fn = _loss_fn(regression)
     torch.manual_seed(config.seed)  # dropout
     shuffler = torch.Generator().manual_seed(config.seed)
@@ -198,11 +205,11 @@ def finetune(
         classifier.train()
         order = torch.randperm(len(train.features), generator=shuffler).tolist()
         for idx, batch in train.batches(config.batch_size, order):
-            assert train.labels is not None
-            labels = torch.tensor([train.labels[i] for i in idx], device=device)
+            labels = torch.tensor([train_labels[i] for i in idx], device=device)
             inputs = {key: value.to(device) for key, value in batch.items()}
-            logits = output_logits(classifier(**forward_kwargs(classifier, inputs)), classifier)
-            loss = loss_fn(logits, labels)
+            loss = loss_fn(
+                output_logits(classifier(**forward_kwargs(classifier, inputs)), classifier), labels
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.max_grad_norm is not None:
@@ -213,7 +220,7 @@ def finetune(
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         predictions = predict(classifier, validation, regression, config.eval_batch_size, device)
-        score, values = compute_metric(spec.metric, predictions, list(data.validation.labels or []))
+        score, values = compute_metric(spec.metric, predictions, validation_labels)
         per_epoch.append(score)
     bar.close()
 
@@ -254,7 +261,5 @@ def evaluate_task(
 ) -> TaskResult:
     """:func:`finetune` keeping only the result; ``task`` may also be a predefined task name."""
     if isinstance(task, str):
-        from elm_eval.tasks import get_task
-
         task = get_task(task)
     return finetune(model, tokenizer, task, config, name=name)[0]

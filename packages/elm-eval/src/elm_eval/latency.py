@@ -32,6 +32,7 @@ from elm_eval.errors import ElmEvalError
 from elm_eval.loading import (
     Head,
     ModelSource,
+    evaluation_mode,
     forward_kwargs,
     is_pretrained,
     load_model,
@@ -170,16 +171,6 @@ def peak_memory_bytes(fn: Callable[[], Any], device: torch.device) -> int:
     return peak
 
 
-@contextlib.contextmanager
-def _eval_on(module: torch.nn.Module, device: torch.device) -> Iterator[torch.nn.Module]:
-    was_training = module.training
-    module.eval().to(device)
-    try:
-        yield module
-    finally:
-        module.train(was_training)
-
-
 def measure_module_latency(
     module: torch.nn.Module,
     example_inputs: ExampleInputs,
@@ -196,7 +187,7 @@ def measure_module_latency(
     """
     target = resolve_device(device)
     inputs = _to_device(example_inputs, target)
-    with torch_threads(num_threads), _eval_on(module, target):
+    with torch_threads(num_threads), evaluation_mode(module, target):
         times = time_calls(_caller(module, inputs), warmup=warmup, repeats=repeats, device=target)
         return _stats(times, warmup, target)
 
@@ -247,7 +238,7 @@ def measure_latency(
     generator = torch.Generator().manual_seed(config.seed)
     grid = [(b, n) for b in config.batch_sizes for n in config.seq_lengths]
     entries = []
-    with torch_threads(config.num_threads) as threads, _eval_on(module, target):
+    with torch_threads(config.num_threads) as threads, evaluation_mode(module, target):
         for batch_size, seq_length in tqdm(grid, desc="latency", disable=not config.progress):
             ids = torch.randint(vocab, (batch_size, seq_length), generator=generator)
             inputs = forward_kwargs(module, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})

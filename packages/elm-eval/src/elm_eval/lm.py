@@ -29,6 +29,7 @@ from elm_eval.errors import ElmEvalError
 from elm_eval.loading import (
     ModelSource,
     TokenizerSource,
+    evaluation_mode,
     forward_kwargs,
     load_model,
     load_tokenizer,
@@ -156,6 +157,36 @@ def masked_lm_inputs(
     )
 
 
+def _masked_nll(
+    module: torch.nn.Module,
+    inputs: list[list[int]],
+    labels: list[list[int]],
+    pad_id: int,
+    config: MaskedLMConfig,
+    device: torch.device,
+) -> tuple[float, int]:
+    """Summed cross-entropy over the scored (masked) tokens, and their count."""
+    total_nll, total_scored = 0.0, 0
+    starts = range(0, len(inputs), config.batch_size)
+    for start in tqdm(starts, desc="masked-LM", disable=not config.progress, unit="batch"):
+        rows = slice(start, start + config.batch_size)
+        target = _pad(labels[rows], -100)
+        scored = target != -100
+        if not scored.any():
+            continue
+        batch = {
+            "input_ids": _pad(inputs[rows], pad_id).to(device),
+            "attention_mask": _pad([[1] * len(row) for row in inputs[rows]], 0).to(device),
+        }
+        logits = output_logits(module(**forward_kwargs(module, batch)), module)
+        picked = logits[scored.to(device)].float()
+        total_nll += float(
+            torch.nn.functional.cross_entropy(picked, target[scored].to(device), reduction="sum")
+        )
+        total_scored += int(scored.sum())
+    return total_nll, total_scored
+
+
 @torch.inference_mode()
 def masked_lm_perplexity(
     model: ModelSource,
@@ -174,22 +205,8 @@ def masked_lm_perplexity(
     _check_positions(module, config.max_length)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     device = resolve_device(config.device)
-    module.eval().to(device)
-    total_nll, total_scored = 0.0, 0
-    starts = range(0, len(inputs), config.batch_size)
-    for start in tqdm(starts, desc="masked-LM", disable=not config.progress, unit="batch"):
-        ids = _pad(inputs[start : start + config.batch_size], pad_id)
-        target = _pad(labels[start : start + config.batch_size], -100)
-        attention = _pad([[1] * len(row) for row in inputs[start : start + config.batch_size]], 0)
-        batch = {"input_ids": ids.to(device), "attention_mask": attention.to(device)}
-        logits = output_logits(module(**forward_kwargs(module, batch)), module)
-        scored = target != -100
-        if not scored.any():
-            continue
-        picked = logits[scored.to(device)].float()
-        nll = torch.nn.functional.cross_entropy(picked, target[scored].to(device), reduction="sum")
-        total_nll += float(nll)
-        total_scored += int(scored.sum())
+    with evaluation_mode(module, device):
+        total_nll, total_scored = _masked_nll(module, inputs, labels, pad_id, config, device)
     if total_scored == 0:
         raise ElmEvalError("no token was masked; use more text or a larger masking.mask_prob")
     loss = total_nll / total_scored
@@ -218,6 +235,34 @@ def sliding_windows(num_tokens: int, max_length: int, stride: int) -> list[tuple
         begin += stride
 
 
+def _windows_nll(
+    module: torch.nn.Module,
+    stream: torch.Tensor,
+    windows: list[tuple[int, int, int]],
+    config: CausalLMConfig,
+    device: torch.device,
+) -> tuple[float, int]:
+    """Summed next-token NLL over each window's newly scored tokens, and their count."""
+    groups: list[list[tuple[int, int, int]]] = []
+    for window in windows:  # one forward pass per group of equally long windows
+        length = window[1] - window[0]
+        if groups and len(groups[-1]) < config.batch_size and groups[-1][0][1] - groups[-1][0][0] == length:
+            groups[-1].append(window)
+        else:
+            groups.append([window])
+    total_nll, total_scored = 0.0, 0
+    for group in tqdm(groups, desc="causal-LM", disable=not config.progress, unit="batch"):
+        ids = torch.stack([stream[begin:end] for begin, end, _ in group]).to(device)
+        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        logits = output_logits(module(**forward_kwargs(module, batch)), module).float()
+        log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
+        token_nll = -log_probs.gather(-1, ids[:, 1:, None]).squeeze(-1)  # position j scores token j+1
+        for row, (begin, end, first) in enumerate(group):
+            total_nll += float(token_nll[row, first - begin - 1 :].sum())
+            total_scored += end - first
+    return total_nll, total_scored
+
+
 @torch.inference_mode()
 def causal_lm_perplexity_from_ids(
     model: ModelSource,
@@ -235,26 +280,10 @@ def causal_lm_perplexity_from_ids(
     if stream.numel() < 2:
         raise ElmEvalError(f"the token stream has {stream.numel()} token(s); perplexity needs at least 2")
     device = resolve_device(config.device)
-    module.eval().to(device)
     stride = config.stride or max(1, config.max_length // 2)  # set by the validator; "or" for type checkers
     windows = sliding_windows(stream.numel(), config.max_length, stride)
-    groups: list[list[tuple[int, int, int]]] = []
-    for window in windows:  # one forward pass per group of equally long windows
-        length = window[1] - window[0]
-        if groups and len(groups[-1]) < config.batch_size and groups[-1][0][1] - groups[-1][0][0] == length:
-            groups[-1].append(window)
-        else:
-            groups.append([window])
-    total_nll, total_scored = 0.0, 0
-    for group in tqdm(groups, desc="causal-LM", disable=not config.progress, unit="batch"):
-        ids = torch.stack([stream[begin:end] for begin, end, _ in group]).to(device)
-        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-        logits = output_logits(module(**forward_kwargs(module, batch)), module).float()
-        log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
-        token_nll = -log_probs.gather(-1, ids[:, 1:, None]).squeeze(-1)
-        for row, (begin, _end, first) in enumerate(group):
-            total_nll += float(token_nll[row, first - begin - 1 :].sum())
-            total_scored += token_nll.shape[1] - (first - begin - 1)
+    with evaluation_mode(module, device):
+        total_nll, total_scored = _windows_nll(module, stream, windows, config, device)
     loss = total_nll / total_scored
     return LMResult(
         model=label,

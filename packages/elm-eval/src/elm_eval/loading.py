@@ -8,9 +8,11 @@ string is not an existing path and does not look like one, so a typo in a path g
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,16 +46,16 @@ def _looks_like_path(text: str) -> bool:
     return text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
 
 
-def resolve_pretrained(source: str | os.PathLike[str]) -> str:
+def resolve_pretrained(source: str | os.PathLike[str], what: str = "model") -> str:
     """Return a local directory as an absolute path, or a hub id unchanged; reject missing paths."""
     text = os.fspath(source)
     path = Path(text).expanduser()
     if path.is_dir():
         return str(path.resolve())
     if path.exists():
-        raise ElmEvalError(f"model path {text!r} is a file; expected a save_pretrained directory")
+        raise ElmEvalError(f"{what} path {text!r} is a file; expected a save_pretrained directory")
     if _looks_like_path(text) or isinstance(source, Path):
-        raise ElmEvalError(f"model directory {text!r} not found")
+        raise ElmEvalError(f"{what} directory {text!r} not found")
     return text
 
 
@@ -110,7 +112,7 @@ def load_tokenizer(source: TokenizerSource) -> PreTrainedTokenizerBase:
     """Load a tokenizer from a directory or hub id; a tokenizer object passed in is returned unchanged."""
     if isinstance(source, PreTrainedTokenizerBase):
         return source
-    target = resolve_pretrained(source)
+    target = resolve_pretrained(source, "tokenizer")
     try:
         return AutoTokenizer.from_pretrained(target)
     except (OSError, ValueError) as exc:
@@ -125,6 +127,19 @@ def resolve_device(device: str) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ElmEvalError(f"device {device!r} requested but CUDA is not available")
     return resolved
+
+
+@contextlib.contextmanager
+def evaluation_mode(module: torch.nn.Module, device: torch.device) -> Iterator[torch.nn.Module]:
+    """Eval mode on ``device`` for the duration, then the caller's train/eval mode again (so an
+    evaluation in the middle of someone's training loop does not silently switch off dropout).
+    The module stays on ``device``."""
+    was_training = module.training
+    module.eval().to(device)
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 def forward_kwargs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

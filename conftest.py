@@ -1,0 +1,19 @@
+"""Repository-wide test settings.
+
+The test models are tiny: one torch thread runs them faster than two (thread start-up costs more
+than the work), and it keeps concurrent test processes from oversubscribing the cores.
+"""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+try:
+    import torch
+except ImportError:  # elm-space and elm-search tests run without torch too
+    torch = None
+
+if torch is not None:
+    torch.set_num_threads(1)
