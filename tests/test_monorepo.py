@@ -21,13 +21,19 @@ def test_package_layout_and_version(name):
     assert (pkg_dir / "tests").is_dir()
     imported = importlib.import_module(module)
     assert imported.__version__ == meta["project"]["version"]
-    assert Path(imported.__file__).resolve().is_relative_to(pkg_dir / "src")  # the editable checkout, not a copy
+    # the editable checkout, not a copy
+    assert Path(imported.__file__).resolve().is_relative_to(pkg_dir / "src")
 
 
 def test_dependency_arrows_point_one_way():
     """elm-train composes the others; nothing depends on elm-train, and search never needs torch."""
     deps = {
-        name: {d.split()[0].split("=")[0].split(">")[0] for d in tomllib.loads((ROOT / "packages" / name / "pyproject.toml").read_text())["project"]["dependencies"]}
+        name: {
+            d.split()[0].split("=")[0].split(">")[0]
+            for d in tomllib.loads((ROOT / "packages" / name / "pyproject.toml").read_text())["project"][
+                "dependencies"
+            ]
+        }
         for name in PACKAGES
     }
     for name in PACKAGES:

@@ -1,6 +1,5 @@
 import json
 
-import pytest
 import yaml
 
 from elm_train.cli import main
@@ -38,7 +37,9 @@ def test_existing_run_needs_resume(tmp_path, capsys, tiny_teacher_dir):
 
 def test_unknown_teacher_is_reported(tmp_path, capsys):
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({"preset": "tiny", "teacher": {"name_or_path": str(tmp_path / "nowhere")}}))
+    config.write_text(
+        yaml.safe_dump({"preset": "tiny", "teacher": {"name_or_path": str(tmp_path / "nowhere")}})
+    )
     assert main(["stage", "data", "--config", str(config), "--run-dir", str(tmp_path / "r")]) == 2
     assert "local teacher directory" in capsys.readouterr().err
 

@@ -55,7 +55,13 @@ def test_bad_corpus_files_are_named(tmp_path, tiny_teacher_dir):
     short = tmp_path / "short.txt"
     short.write_text("a b\nc d\n")
     with pytest.raises(DataError, match="fewer than 16 tokens"):
-        build_blocks(DataConfig(source="text", train_files=[short], block_size=16, valid_fraction=0.4), tok, True, tmp_path, "t")
+        build_blocks(
+            DataConfig(source="text", train_files=[short], block_size=16, valid_fraction=0.4),
+            tok,
+            True,
+            tmp_path,
+            "t",
+        )
 
 
 def test_text_source_needs_files():

@@ -14,12 +14,20 @@ from safetensors.torch import load_file
 def test_two_process_supernet_training(tmp_path, tiny_teacher_dir):
     config = tmp_path / "run.yaml"
     config.write_text(
-        yaml.safe_dump({"preset": "tiny", "teacher": {"name_or_path": str(tiny_teacher_dir)}, "deepspeed": {"micro_batch_size": 4}})
+        yaml.safe_dump(
+            {
+                "preset": "tiny",
+                "teacher": {"name_or_path": str(tiny_teacher_dir)},
+                "deepspeed": {"micro_batch_size": 4},
+            }
+        )
     )
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "elm_train.cli", "stage", "supernet", "--config", str(config), "--run-dir", str(run_dir)]  # fmt: skip
-    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     info = json.loads((run_dir / "supernet" / "done.json").read_text())
     assert info["world_size"] == 2

@@ -51,7 +51,12 @@ def test_supernet_trained_and_grew(finished):
     final = run.dir / "supernet" / "final"
     grown = elm_space.load(SearchSpace, final / "space.json")
     initial = run.initial_space
-    widened = [(i, j) for i, layer in enumerate(grown.layers) for j, c in enumerate(layer) if c.ffn_width != initial.layers[i][j].ffn_width]
+    widened = [
+        (i, j)
+        for i, layer in enumerate(grown.layers)
+        for j, c in enumerate(layer)
+        if c.ffn_width != initial.layers[i][j].ffn_width
+    ]
     assert len(widened) == info["grown_pairs"] == 4  # grow_per_epoch=2, two epochs
     weights = load_file(str(final / "supernet.safetensors"))
     assert all(torch.isfinite(t).all() for t in weights.values())
@@ -100,10 +105,15 @@ def test_retrained_students_load_with_transformers(finished):
     uniform = [
         a
         for a in itertools.product(*(grown.options(i) for i in range(grown.num_layers)))
-        if {c.kind.value for c in a} == {"bert"} and len({c.ffn_width for c in a}) == 1 and all(c.heads == 4 for c in a)
+        if {c.kind.value for c in a} == {"bert"}
+        and len({c.ffn_width for c in a}) == 1
+        and all(c.heads == 4 for c in a)
     ]
     fitting = [a for a in uniform if elm_space.count_params(grown.architecture(a)) <= info["found"]["params"]]
-    expected = max(fitting or uniform, key=lambda a: (elm_space.count_params(grown.architecture(a)), [c.candidate for c in a]))
+    expected = max(
+        fitting or uniform,
+        key=lambda a: (elm_space.count_params(grown.architecture(a)), [c.candidate for c in a]),
+    )
     assert elm_space.count_params(baseline) == elm_space.count_params(grown.architecture(expected))
     assert {c.ffn_width for c in baseline.layers} == {expected[0].ffn_width}
 
@@ -119,7 +129,9 @@ def test_task_and_lm_results_are_consistent(finished):
     assert set(lm) == {"found", "baseline"}
     for r in lm.values():
         assert math.isclose(r.perplexity, math.exp(r.loss), rel_tol=1e-9)
-    classifier = AutoModelForSequenceClassification.from_pretrained(run.dir / "tasks" / "tweet-sentiment" / "found")
+    classifier = AutoModelForSequenceClassification.from_pretrained(
+        run.dir / "tasks" / "tweet-sentiment" / "found"
+    )
     assert classifier.config.num_labels == 3
 
 

@@ -54,7 +54,17 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_teacher_dir):
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         if crash_after is not None:
             env["ELM_TRAIN_CRASH_AFTER_STEP"] = str(crash_after)
-        cmd = [sys.executable, "-m", "elm_train.cli", "stage", "supernet", "--config", str(config), "--run-dir", str(run_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "elm_train.cli",
+            "stage",
+            "supernet",
+            "--config",
+            str(config),
+            "--run-dir",
+            str(run_dir),
+        ]
         return subprocess.run(cmd, env=env, capture_output=True, text=True)
 
     # 2 epochs x 6 steps; checkpoints after steps 3, 5 (epoch end, after growth) and 7; killed after step 8

@@ -98,5 +98,3 @@ def load(path: Path, engine: Any) -> dict[str, Any]:
     state = json.loads((path / "state.json").read_text())
     set_rng_state(state["rng"])
     return state
-
-

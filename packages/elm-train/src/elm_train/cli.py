@@ -52,9 +52,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(json.dumps(dry_run(config), indent=2))
         return 0
-    from elm_train.pipeline import run_all
-
     from elm_train.engine import rank
+    from elm_train.pipeline import run_all
 
     run = _open(args, config)
     info = run_all(run, echo=print if rank() == 0 else lambda _: None)
@@ -64,9 +63,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    from elm_train.pipeline import run_stage
-
     from elm_train.engine import rank
+    from elm_train.pipeline import run_stage
 
     run = _open(args, _config(args))
     info = run_stage(run, args.name, force=args.force, echo=print if rank() == 0 else lambda _: None)
