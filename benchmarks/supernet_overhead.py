@@ -13,19 +13,17 @@ is far steadier than a ratio of medians on a shared machine.
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import statistics
 import time
-from pathlib import Path
 
+import _common
 import torch
 
 import elm_space
 from elm_space import BlockKind, SearchSpace
 from elm_train.models import ElmSupernet
 
+NAME = "supernet_overhead"
 TARGET = 1.15
 
 
@@ -101,18 +99,16 @@ def measure(space: SearchSpace, batch: int, seq: int, repeats: int, warmup: int)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _common.parser(__doc__.splitlines()[0], NAME)
     parser.add_argument("--spaces", nargs="+", default=["demo", "elm-small"])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).parent / "results" / "supernet_overhead.json"
-    )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.smoke:
+        args.spaces, args.repeats, args.warmup = ["demo"], 3, 1
+    info = _common.machine(args.threads)
     rows = []
     for name in args.spaces:
         print(f"space {name}")
@@ -121,7 +117,10 @@ def main() -> None:
             for row in measure(elm_space.preset(name), args.batch, args.seq, args.repeats, args.warmup)
         ]
     result = {
-        "benchmark": "supernet_overhead",
+        "benchmark": NAME,
+        "smoke": args.smoke,
+        "command": _common.command(),
+        "machine": info,
         "batch": args.batch,
         "seq_len": args.seq,
         "repeats": args.repeats,
@@ -129,13 +128,24 @@ def main() -> None:
         "threads": args.threads,
         "statistic": "median ms of one forward+backward (grads set to None before each); ratio = median paired ratio",
         "target_ratio": TARGET,
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    columns = [
+        "space",
+        "architecture",
+        "params",
+        "supernet_ms",
+        "static_ms",
+        "ratio",
+        "ratio_of_medians",
+        "within_target",
+    ]
+    summary = (
+        f"Forward+backward of the supernet on a path vs the extracted static model, batch {args.batch} x "
+        f"{args.seq}, {args.repeats} paired repeats after {args.warmup} warm-up. Target ratio <= {TARGET}.\n\n"
+        + _common.table(rows, columns)
+    )
+    _common.write(_common.output_path(args, NAME), result, summary)
 
 
 if __name__ == "__main__":

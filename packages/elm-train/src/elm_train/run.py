@@ -8,22 +8,27 @@ it reads.
 from __future__ import annotations
 
 import json
+import shutil
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import datasets
 import yaml
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from elm_space import Family, SearchSpace
-from elm_train import data, teacher
+from elm_space import SearchSpace
+from elm_train import data, teacher, tokenizer
 from elm_train import engine as dist
 from elm_train.checkpoint import write_json_atomic
 from elm_train.config import ConfigError, RunConfig, diff_configs
+from elm_train.kd import TeacherFeatures
 from elm_train.metrics import MetricsLog
 
 CONFIG_FILE = "config.yaml"
+TOKENIZER_DIR = "tokenizer"
+TEACHER_DIR = "teacher/model"
+"""Where the teacher stage saves a stand-in teacher it trained."""
 
 
 class Run:
@@ -83,23 +88,54 @@ class Run:
 
     @property
     def causal(self) -> bool:
-        return self.initial_space.backbone.family is Family.CAUSAL
+        return self.config.causal
+
+    @property
+    def tokenizer_name(self) -> str:
+        """Names the tokenizer in the block cache's key."""
+        cfg = self.config
+        source = cfg.tokenizer_source
+        if source == "bpe":
+            return f"bpe:{cfg.tokenizer.vocab_size}:{cfg.tokenizer.min_frequency}"
+        if source == "gpt2-files":
+            return f"gpt2-files:{Path(str(cfg.tokenizer.files)).expanduser().resolve()}"
+        return str(cfg.teacher.tokenizer or cfg.teacher.name_or_path)
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        """Where a tokenizer trained for this run lives."""
+        return self.dir / TOKENIZER_DIR
 
     @cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:
-        name = self.config.teacher.tokenizer or self.config.teacher.name_or_path
-        return teacher.load_tokenizer(name)
+        cfg = self.config
+        source = cfg.tokenizer_source
+        if source == "gpt2-files":
+            assert cfg.tokenizer.files is not None  # the config's validator says so
+            return tokenizer.gpt2_from_files(cfg.tokenizer.files)
+        if source == "teacher":
+            return teacher.load_tokenizer(str(cfg.teacher.tokenizer or cfg.teacher.name_or_path))
+        if not (self.tokenizer_dir / "tokenizer.json").is_file() and dist.rank() == 0:
+            texts = data.load_corpus(cfg.data)["train"]
+            trained = tokenizer.train_bpe(texts, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency)
+            tmp = self.tokenizer_dir.with_name(TOKENIZER_DIR + ".tmp")
+            if tmp.exists():  # left by a run killed while writing
+                shutil.rmtree(tmp)
+            trained.save_pretrained(tmp)
+            tmp.rename(self.tokenizer_dir)
+        dist.barrier()
+        return AutoTokenizer.from_pretrained(self.tokenizer_dir)
 
     @cached_property
     def initial_space(self) -> SearchSpace:
-        vocab = len(self.tokenizer) if self.config.teacher.name_or_path else None
-        return self.config.search_space(vocab_size=vocab)
+        return self.config.search_space(vocab_size=len(self.tokenizer))
 
     @cached_property
     def blocks(self) -> datasets.DatasetDict:
-        name = self.config.teacher.tokenizer or self.config.teacher.name_or_path
-        masked = self.config.search_space().backbone.family is Family.MASKED
-        build = lambda: data.build_blocks(self.config.data, self.tokenizer, masked, self.stage_dir("data"), name)  # noqa: E731
+        masked = not self.config.causal
+        build = lambda: data.build_blocks(  # noqa: E731
+            self.config.data, self.tokenizer, masked, self.stage_dir("data"), self.tokenizer_name
+        )
         if dist.rank() == 0:
             blocks = build()
             dist.barrier()
@@ -107,6 +143,32 @@ class Run:
         dist.barrier()  # rank 0 has written the cache; the others read it
         return build()
 
+    @property
+    def teacher_source(self) -> str:
+        """The teacher's checkpoint: the configured one, or the stand-in the teacher stage trained."""
+        if self.config.teacher.train is None:
+            assert self.config.teacher.name_or_path is not None  # the config's validator says so
+            return teacher.resolve(self.config.teacher.name_or_path)
+        trained = self.dir / TEACHER_DIR
+        if not (trained / "config.json").is_file():
+            raise ConfigError(
+                f"the stand-in teacher has not been trained in {self.dir} yet; run elm-train stage teacher"
+            )
+        return str(trained)
+
     @cached_property
     def teacher(self) -> PreTrainedModel:
-        return teacher.load_teacher(self.config.teacher.name_or_path, causal=self.causal)
+        model = teacher.load_teacher(self.teacher_source, causal=self.causal)
+        if self.causal and int(model.config.vocab_size) != len(self.tokenizer):
+            raise ConfigError(
+                f"the teacher's vocabulary has {model.config.vocab_size} entries but the tokenizer "
+                f"({self.tokenizer_name}) has {len(self.tokenizer)}; logits distillation needs the same "
+                "vocabulary: use tokenizer.source 'teacher'"
+            )
+        return model
+
+    @cached_property
+    def teacher_features(self) -> TeacherFeatures:
+        """One set of feature taps on the teacher for the whole run (taps added per stage would
+        pile up on the shared teacher and collect every feature several times)."""
+        return TeacherFeatures(self.teacher)

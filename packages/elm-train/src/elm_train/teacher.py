@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from transformers import (
     AutoModel,
     AutoModelForCausalLM,
@@ -71,7 +70,30 @@ def load_teacher(name_or_path: str, causal: bool) -> PreTrainedModel:
     return model
 
 
-@torch.no_grad()
+def _config_int(model: PreTrainedModel, *names: str) -> int:
+    """The first of ``names`` the config has: BERT says hidden_size/num_hidden_layers, GPT-2's
+    own fields are n_embd/n_layer (transformers aliases them, a custom config may not)."""
+    for name in names:
+        value = getattr(model.config, name, None)
+        if value is not None:
+            return int(value)
+    raise TeacherError(f"the teacher's config ({type(model.config).__name__}) has none of {', '.join(names)}")
+
+
 def teacher_width(model: PreTrainedModel) -> int:
-    cfg = model.config
-    return int(getattr(cfg, "hidden_size", None) or cfg.n_embd)
+    return _config_int(model, "hidden_size", "n_embd", "d_model")
+
+
+def teacher_layers(model: PreTrainedModel) -> int:
+    return _config_int(model, "num_hidden_layers", "n_layer", "num_layers")
+
+
+def describe(model: PreTrainedModel) -> dict[str, int | str]:
+    """What the report says about a teacher."""
+    return {
+        "model_type": str(model.config.model_type),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "layers": teacher_layers(model),
+        "hidden": teacher_width(model),
+        "vocab_size": int(model.config.vocab_size),
+    }

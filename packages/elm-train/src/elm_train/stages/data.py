@@ -1,4 +1,5 @@
-"""Stage 1: tokenise the corpus with the teacher's tokenizer into cached Arrow blocks."""
+"""Stage 1: tokenise the corpus (with the teacher's tokenizer, or one trained or built for the run)
+into cached Arrow blocks."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ STAGE = "data"
 
 
 def run_stage(run: Run) -> dict[str, Any]:
-    info = {"splits": data.summary(run.blocks), "tokenizer_vocab": len(run.tokenizer)}
+    info = {
+        "splits": data.summary(run.blocks),
+        "tokenizer": run.tokenizer_name,
+        "tokenizer_vocab": len(run.tokenizer),
+    }
     run.mark_done(STAGE, info)
     return info

@@ -12,7 +12,6 @@ from elm_train.data import load_corpus
 from elm_train.run import Run
 from elm_train.stages import retrain as retrain_stage
 from elm_train.stages.tasks import RESULTS
-from elm_train.teacher import resolve
 
 STAGE = "evaluate"
 
@@ -25,6 +24,20 @@ def lm_texts(run: Run) -> list[str]:
     return texts[:limit] if limit else texts
 
 
+def causal_config(run: Run) -> CausalLMConfig:
+    """Windows of one training block moved by half a block. Documents are joined by the EOS token,
+    as the training blocks join them, so the scored stream looks like what the models learnt on."""
+    length = run.config.data.block_size
+    joiner = run.tokenizer.eos_token or "\n\n"
+    return CausalLMConfig(
+        max_length=length,
+        stride=length // 2,
+        joiner=joiner,
+        batch_size=run.config.deepspeed.micro_batch_size,
+        progress=True,
+    )
+
+
 def run_stage(run: Run) -> dict[str, Any]:
     cfg = run.config.eval
     out = run.stage_dir(RESULTS)
@@ -33,9 +46,11 @@ def run_stage(run: Run) -> dict[str, Any]:
     if cfg.lm:
         texts = lm_texts(run)
         length = run.config.data.block_size
-        for name, path in models.items():
+        # the causal teacher has an LM head, so it gets a perplexity too (MiniLM has none)
+        lm_models = {"teacher": run.teacher_source, **models} if run.causal else models
+        for name, path in lm_models.items():
             if run.causal:
-                config = CausalLMConfig(max_length=length, stride=length // 2, progress=True)
+                config = causal_config(run)
                 result = elm_eval.causal_lm_perplexity(path, run.tokenizer, texts, config, name=name)
             else:
                 config = MaskedLMConfig(max_length=length, masking=MaskingConfig(seed=run.config.seed))
@@ -48,7 +63,7 @@ def run_stage(run: Run) -> dict[str, Any]:
             seq_lengths=[cfg.latency_seq_len],
             repeats=cfg.latency_repeats,
         )
-        for name, path in {"teacher": resolve(run.config.teacher.name_or_path), **models}.items():
+        for name, path in {"teacher": run.teacher_source, **models}.items():
             result = elm_eval.measure_latency(path, latency, name=name)
             elm_eval.write_result(result, out)
             info[f"{name}.latency_ms"] = result.entries[0].stats.median_ms

@@ -32,7 +32,10 @@ def heads_after_pruning(num_heads: int, removed: int, width: int) -> int:
 
 @torch.no_grad()
 def choose_heads(
-    model: supernet_stage.SupernetKD, arch: Architecture, val: list[dict[str, torch.Tensor]], threshold: float
+    model: supernet_stage.SupernetKD,
+    arch: Architecture,
+    val: list[dict[str, torch.Tensor]],
+    threshold: float,
 ) -> tuple[Architecture, list[dict[str, Any]]]:
     contexts: list[list[torch.Tensor]] = [[] for _ in arch.layers]
     masks = []

@@ -17,11 +17,12 @@ from elm_eval.plots import plot_loss_curves
 from elm_train import plots
 from elm_train.checkpoint import write_json_atomic
 from elm_train.run import Run
+from elm_train.stages import retrain as retrain_stage
 from elm_train.stages import supernet as supernet_stage
 from elm_train.stages.tasks import RESULTS
 
 STAGE = "report"
-ORDER = ("data", "supernet", "search", "heads", "retrain", "tasks", "evaluate")
+ORDER = ("data", "teacher", "supernet", "search", "heads", "retrain", "tasks", "evaluate")
 
 
 def _curves(run: Run) -> dict[str, list[float]]:
@@ -69,18 +70,23 @@ def run_stage(run: Run) -> dict[str, Any]:
 def markdown(run: Run, stages: dict[str, Any], comparison: str, files: dict[str, str]) -> str:
     lines = [f"# ELM run report: {run.config.name}", ""]
     cfg = run.config
+    teacher = cfg.teacher.name_or_path or "stand-in GPT-2 trained here"
     lines += [
-        f"- teacher: `{cfg.teacher.name_or_path}`; corpus: `{cfg.data.source}` in blocks of {cfg.data.block_size} tokens",
+        f"- teacher: `{teacher}`; tokenizer: `{cfg.tokenizer_source}`; "
+        f"corpus: `{cfg.data.source}` in blocks of {cfg.data.block_size} tokens",
         f"- search space: `{cfg.space if isinstance(cfg.space, str) else cfg.space.name}`; seed {cfg.seed}; "
         f"hidden loss: {cfg.supernet.kd.hidden_loss}; DeepSpeed ZeRO-{cfg.deepspeed.zero_stage}, {cfg.deepspeed.precision}",
         "",
     ]
+    if "teacher" in stages:
+        lines += teacher_section(stages["teacher"])
     if "supernet" in stages:
         s = stages["supernet"]
+        what = "distillation + LM loss" if run.causal else "distillation loss"
         lines += [
             "## Supernet",
             "",
-            f"{s['steps']} steps, final distillation loss {s['final_loss']:.4f}; "
+            f"{s['steps']} steps, final {what} {s['final_loss']:.4f}; "
             f"{s['grown_pairs']} (layer, candidate) FFNs grew; mean sampled size {s['space_mean_params']:,.0f} parameters.",
             "",
         ]
@@ -109,6 +115,19 @@ def markdown(run: Run, stages: dict[str, Any], comparison: str, files: dict[str,
             shown = f"{loss:.4f}" if loss is not None else "(trained earlier)"
             lines.append(f"| {name} | `{arch}` | {s['params']:,} | {shown} |")
         lines.append("")
+        if stages["retrain"].get("baseline", {}).get("within_budget") is False:
+            lines += [
+                "No all-BERT path of one width fits in the found model's size, so the baseline is the "
+                "smallest one, larger than the found model.",
+                "",
+            ]
+    perplexities = {
+        key.removesuffix(".perplexity"): value
+        for key, value in stages.get("evaluate", {}).items()
+        if key.endswith(".perplexity")
+    }
+    if perplexities:
+        lines += perplexity_section(run, perplexities, stages)
     if comparison:
         lines += ["## Comparison (elm-eval)", "", comparison.split("\n", 2)[-1].strip(), ""]
     if files:
@@ -117,6 +136,53 @@ def markdown(run: Run, stages: dict[str, Any], comparison: str, files: dict[str,
             for k, v in files.items()
         ]
     return "\n".join(lines) + "\n"
+
+
+def teacher_section(info: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Teacher",
+        "",
+        f"`{info['model_type']}`, {info['layers']} layers x {info['hidden']}, "
+        f"{info['parameters']:,} parameters, vocabulary {info['vocab_size']:,}.",
+    ]
+    if info.get("stand_in"):
+        training = info.get("training", {})
+        loss = training.get("final_loss")
+        shown = f", final LM loss {loss:.4f}" if loss is not None else ""
+        lines += [
+            "",
+            f"**Stand-in teacher:** {info['note']}. Trained for {training.get('steps')} steps{shown}.",
+        ]
+    return [*lines, ""]
+
+
+def perplexity_section(run: Run, perplexities: dict[str, float], stages: dict[str, Any]) -> list[str]:
+    """The held-out perplexities side by side (the causal family's main result)."""
+    cfg = run.config
+    split = "test" if cfg.data.source == "ptb" else "held-out"
+    protocol = (
+        f"sliding window of {cfg.data.block_size} tokens, stride {cfg.data.block_size // 2}"
+        if run.causal
+        else "masked-LM (15% of tokens)"
+    )
+    lines = [
+        f"## Perplexity ({cfg.data.source} {split} text, {protocol})",
+        "",
+        "| model | parameters | perplexity |",
+        "|---|---|---|",
+    ]
+    retrained = stages.get("retrain", {})
+    order = ["teacher", *retrain_stage.STUDENTS]  # done.json sorts its keys; keep the natural order
+    for name, value in sorted(
+        perplexities.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)
+    ):
+        if name == "teacher":
+            params = stages.get("teacher", {}).get("parameters")
+            label = "teacher (stand-in)" if stages.get("teacher", {}).get("stand_in") else "teacher"
+        else:
+            params, label = retrained.get(name, {}).get("params"), name
+        lines.append(f"| {label} | {f'{params:,}' if params else '-'} | {value:.2f} |")
+    return [*lines, ""]
 
 
 def load(run: Run) -> dict[str, Any]:

@@ -10,6 +10,7 @@ comparison isolates the searched architecture.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,14 @@ from transformers import DataCollatorForLanguageModeling
 import elm_space
 from elm_distill import DistillationObjective
 from elm_space import Architecture, BlockKind, SearchSpace
-from elm_train.kd import TeacherFeatures, build_objective, student_features
+from elm_train import engine as dist
+from elm_train.kd import build_objective, student_features
 from elm_train.loop import TrainLoop
 from elm_train.models import ElmPreTrainedModel, ElmSupernet
 from elm_train.run import Run
 from elm_train.stages import heads as heads_stage
 from elm_train.stages import supernet as supernet_stage
+from elm_train.teacher import teacher_layers, teacher_width
 
 STAGE = "retrain"
 STUDENTS = ("found", "baseline")
@@ -54,29 +57,47 @@ class StudentKD(nn.Module):
         return kd.total + self.lm_weight * out.loss, logs
 
 
-def baseline_architecture(space: SearchSpace, budget: int) -> Architecture:
-    """All-BERT path of one FFN width (and the most heads offered), the largest within ``budget``."""
-    per_layer = [
-        {c.ffn_width: j for j, c in enumerate(layer) if c.kind is BlockKind.BERT} for layer in space.layers
-    ]
-    common = set(per_layer[0]).intersection(*per_layer[1:])
-    if not common:
-        raise ValueError(
-            f"space {space.name!r} has no BERT width offered in every layer; no uniform baseline exists"
+def narrowed_space(space: SearchSpace, choices: Sequence[elm_space.LayerChoice]) -> SearchSpace:
+    """``space`` with each chosen candidate cut to the chosen FFN width.
+
+    Growth keeps a candidate's trained slices in front, so a grown candidate read at a narrower
+    width is that candidate's leading (trained) part, which the supernet extracts like any path.
+    """
+    layers = [list(layer) for layer in space.layers]
+    for i, choice in enumerate(choices):
+        layers[i][choice.candidate] = layers[i][choice.candidate].model_copy(
+            update={"ffn_width": choice.ffn_width}
         )
+    return space.model_copy(update={"layers": tuple(tuple(layer) for layer in layers)})
+
+
+def baseline_architecture(space: SearchSpace, budget: int) -> Architecture:
+    """All-BERT path of one FFN width (and the most heads offered), the largest within ``budget``.
+
+    Any width some layer offers is tried: a layer without that exact width takes its narrowest
+    BERT candidate at least that wide, read at that width (see :func:`narrowed_space`). When no
+    all-BERT path fits (a found model of cheap MobileBERT blocks can be smaller than any of
+    them), the smallest is returned and the report says the baseline is over budget.
+    """
+    bert = [
+        [(c.ffn_width, j, c) for j, c in enumerate(layer) if c.kind is BlockKind.BERT]
+        for layer in space.layers
+    ]
+    if not all(bert):
+        raise ValueError(f"space {space.name!r} has a layer without BERT blocks; no all-BERT baseline exists")
+    offered = set().union(*({width for width, _, _ in layer} for layer in bert))
     paths = []
-    for width in sorted(common):
-        choices = []
-        for layer, widths in enumerate(per_layer):
-            cand = space.layers[layer][widths[width]]
-            choices.append(
-                elm_space.LayerChoice(
-                    candidate=widths[width], kind=BlockKind.BERT, ffn_width=width, heads=max(cand.heads)
-                )
-            )
-        paths.append(space.architecture(choices))
+    for width in sorted(offered):
+        fits = [[entry for entry in layer if entry[0] >= width] for layer in bert]
+        if not all(fits):
+            continue
+        choices = [
+            elm_space.LayerChoice(candidate=j, kind=BlockKind.BERT, ffn_width=width, heads=max(cand.heads))
+            for _, j, cand in (min(layer, key=lambda e: (e[0], -e[1])) for layer in fits)
+        ]
+        paths.append(narrowed_space(space, choices).architecture(choices))
     fitting = [a for a in paths if elm_space.count_params(a) <= budget]
-    return max(fitting, key=elm_space.count_params) if fitting else paths[0]
+    return max(fitting, key=elm_space.count_params) if fitting else min(paths, key=elm_space.count_params)
 
 
 class Retraining(TrainLoop):
@@ -90,7 +111,7 @@ class Retraining(TrainLoop):
     ) -> None:
         cfg = run.config
         self.stage = f"{STAGE}.{name}"
-        self.teacher = TeacherFeatures(run.teacher)
+        self.teacher = run.teacher_features
         self.causal = run.causal
         self.collator = (
             None if run.causal else DataCollatorForLanguageModeling(run.tokenizer, mlm_probability=0.15)
@@ -133,20 +154,22 @@ def students(run: Run) -> dict[str, tuple[Architecture, str]]:
 def build_student(
     run: Run, supernet: supernet_stage.SupernetKD, arch: Architecture, init: str
 ) -> tuple[ElmPreTrainedModel, DistillationObjective]:
+    """The student and its objective (``retrain.kd``'s terms); from supernet weights it also
+    keeps the supernet's trained projections, which its hidden states were distilled through."""
     head = "causal_lm" if run.causal else "masked_lm"
+    space = supernet.supernet.space
+    objective = build_objective(
+        run.config.retrain.kd, space, teacher_width(run.teacher), teacher_layers(run.teacher)
+    )
     if init == "supernet":
+        supernet.supernet.space = narrowed_space(space, arch.layers)  # a fresh copy: the baseline may cut
         student = supernet.supernet.extract(arch, head=head)
-        objective = supernet.objective
+        objective.load_state_dict(supernet.objective.state_dict())
     else:
         torch.manual_seed(run.config.seed)
-        scratch = ElmSupernet(supernet.supernet.space, supernet.supernet.settings)
+        scratch = ElmSupernet(narrowed_space(space, arch.layers), supernet.supernet.settings)
         student = scratch.extract(arch, head=head)
-        objective = build_objective(run.config.retrain.kd, supernet.supernet.space, *_teacher_dims(run))
     return student.train(), objective
-
-
-def _teacher_dims(run: Run) -> tuple[int, int]:
-    return int(run.teacher.config.hidden_size), int(run.teacher.config.num_hidden_layers)
 
 
 def model_dir(run: Run, name: str) -> Path:
@@ -169,13 +192,17 @@ def run_stage(run: Run) -> dict[str, Any]:
         student, objective = build_student(run, supernet, arch, init)
         trainer = Retraining(run, name, student, objective, out / name)
         history = trainer.run()
-        trainer.model.student.save_pretrained(target)
-        run.tokenizer.save_pretrained(target)
+        if dist.rank() == 0:
+            trainer.model.student.save_pretrained(target)
+            run.tokenizer.save_pretrained(target)
+        dist.barrier()
         info[name] = {
             "architecture": arch.to_string(),
             "params": elm_space.count_params(arch),
             "init": init,
             "final_loss": history[-1][1],
         }
+    if "baseline" in info:
+        info["baseline"]["within_budget"] = info["baseline"]["params"] <= info["found"]["params"]
     run.mark_done(STAGE, info)
     return info

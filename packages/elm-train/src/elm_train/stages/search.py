@@ -1,7 +1,8 @@
 """Stage 4: evolutionary search over the trained supernet's (grown) space.
 
-Fitness is the distillation loss of a path on the held-out split, with the teacher's features
-computed once and reused for every candidate (they do not depend on the student). The search
+Fitness is the distillation loss of a path on the held-out split (for the causal family it
+includes the logits term), with the teacher's features computed once and reused for every
+candidate (they do not depend on the student). The search
 state is written after every generation, so a killed search resumes without re-evaluating.
 """
 
@@ -37,9 +38,7 @@ class SupernetFitness:
         total = 0.0
         for batch, feats in zip(self.val, self.teacher, strict=True):
             mask = batch["attention_mask"]
-            out = self.model.supernet(
-                batch["input_ids"], arch=arch, attention_mask=mask, output_hidden_states=True
-            )
+            out = self.model.student(batch["input_ids"], mask, arch)
             total += float(self.model.objective(student_features(out), feats, mask).total)
         return total / len(self.val)
 
@@ -94,9 +93,7 @@ def run_stage(run: Run) -> dict[str, Any]:
     val = batches.eval_batches(
         run.blocks["validation"], run.config.deepspeed.micro_batch_size, run.config.search.valid_batches
     )
-    fitness = Objective(
-        "distill_loss", SupernetFitness(model, TeacherFeatures(run.teacher), val), maximize=False
-    )
+    fitness = Objective("distill_loss", SupernetFitness(model, run.teacher_features, val), maximize=False)
     state = out / "state.json"
     result = searcher(run, space, fitness).run(state, resume=state.is_file())
     result.save(out / "result.json")

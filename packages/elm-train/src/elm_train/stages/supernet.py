@@ -14,26 +14,49 @@ from torch import nn
 
 import elm_space
 from elm_distill import DistillationObjective
-from elm_space import Architecture, SearchSpace
+from elm_space import Architecture, Family, SearchSpace
 from elm_train import batches
 from elm_train import engine as dist
 from elm_train.checkpoint import write_json_atomic
-from elm_train.kd import TeacherFeatures, build_objective, kind_eta, student_features
+from elm_train.kd import build_objective, kind_eta, student_features, uses_logits
 from elm_train.loop import TrainLoop
-from elm_train.models import ElmSupernet, GrowthRecord, reset_optimizer_slices
+from elm_train.models import ElmSupernet, GrowthRecord, HeadName, reset_optimizer_slices
 from elm_train.pca import PcaTracker, pca_count, real_tokens
 from elm_train.run import Run
+from elm_train.teacher import teacher_width
 
 STAGE = "supernet"
 
 
 class SupernetKD(nn.Module):
-    """The supernet and the distillation projections, trained together by one engine."""
+    """The supernet and the distillation projections, trained together by one engine.
 
-    def __init__(self, supernet: ElmSupernet, objective: DistillationObjective) -> None:
+    For the causal family the path also runs the supernet's (tied) LM head: its logits are
+    distilled from the teacher's, and ``lm_weight`` adds the plain next-token loss.
+    """
+
+    def __init__(
+        self, supernet: ElmSupernet, objective: DistillationObjective, lm_weight: float = 0.0
+    ) -> None:
         super().__init__()
         self.supernet = supernet
         self.objective = objective
+        self.lm_weight = lm_weight
+        causal = supernet.space.backbone.family is Family.CAUSAL
+        self.head: HeadName = "causal_lm" if causal and (lm_weight > 0 or uses_logits(objective)) else "none"
+
+    def student(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, arch: Architecture, **kwargs: Any
+    ) -> Any:
+        """The path's output with what distillation reads (hidden states, and logits if needed)."""
+        return self.supernet(
+            input_ids,
+            arch=arch,
+            attention_mask=attention_mask,
+            head=self.head,
+            output_hidden_states=True,
+            **kwargs,
+        )
 
     def forward(
         self,
@@ -43,22 +66,24 @@ class SupernetKD(nn.Module):
         teacher: Any,
         want_ffn: bool,
     ) -> tuple[torch.Tensor, dict[str, float], tuple[torch.Tensor, ...] | None]:
-        out = self.supernet(
-            input_ids,
-            arch=arch,
-            attention_mask=attention_mask,
-            output_hidden_states=True,
-            output_ffn_pre_activations=want_ffn,
+        labels = input_ids.masked_fill(attention_mask == 0, -100) if self.lm_weight > 0 else None
+        out = self.student(
+            input_ids, attention_mask, arch, labels=labels, output_ffn_pre_activations=want_ffn
         )
         result = self.objective(student_features(out), teacher, attention_mask)
-        return result.total, result.as_floats(), out.ffn_pre_activations
+        terms = result.as_floats()
+        loss = result.total
+        if labels is not None:
+            loss = loss + self.lm_weight * out.loss
+            terms["lm"] = float(out.loss.detach())
+        return loss, terms, out.ffn_pre_activations
 
 
 def build(run: Run, space: SearchSpace, teacher_width: int, teacher_layers: int) -> SupernetKD:
     torch.manual_seed(run.config.seed)
     supernet = ElmSupernet(space)
     objective = build_objective(run.config.supernet.kd, space, teacher_width, teacher_layers)
-    return SupernetKD(supernet, objective)
+    return SupernetKD(supernet, objective, run.config.supernet.lm_weight_for(run.causal))
 
 
 def default_grow_count(space: SearchSpace, epochs: int) -> int:
@@ -75,9 +100,8 @@ class SupernetTraining(TrainLoop):
         self.run_ = run
         self.cfg = cfg.supernet
         self.space = run.initial_space
-        self.teacher = TeacherFeatures(run.teacher)
-        width = int(run.teacher.config.hidden_size)
-        self.model = build(run, self.space, width, self.teacher.num_layers)
+        self.teacher = run.teacher_features
+        self.model = build(run, self.space, teacher_width(run.teacher), self.teacher.num_layers)
         self.tracker = PcaTracker()
         self.widths = [_widths(self.space)]
         self.arch: Architecture | None = None
@@ -127,8 +151,8 @@ class SupernetTraining(TrainLoop):
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         dyn = self.cfg.dynamic
-        if not dyn.enabled:
-            return {}
+        if not dyn.enabled or epoch == self.cfg.optim.epochs - 1:
+            return {}  # after the last epoch a grown slice would never be trained
         limit = dyn.grow_per_epoch or default_grow_count(self.space, self.cfg.optim.epochs)
         means = {f"{layer}:{cand}": round(v, 3) for (layer, cand), v in sorted(self.tracker.means().items())}
         new_space, grown = elm_space.grow_ranked(self.space, self.tracker.ranking(), limit)
@@ -220,8 +244,8 @@ def load_trained(run: Run) -> tuple[SupernetKD, SearchSpace]:
     final = run.dir / STAGE / "final"
     run.done_info(STAGE)
     space = elm_space.load(SearchSpace, final / "space.json")
-    teacher = TeacherFeatures(run.teacher)
-    model = build(run, space, int(run.teacher.config.hidden_size), teacher.num_layers)
+    teacher = run.teacher_features
+    model = build(run, space, teacher_width(run.teacher), teacher.num_layers)
     model.load_state_dict(load_file(str(final / "supernet.safetensors")))
     model.eval()
     return model, space

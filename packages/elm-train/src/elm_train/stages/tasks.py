@@ -26,7 +26,6 @@ from elm_train.config import TaskStageConfig
 from elm_train.loop import TrainLoop
 from elm_train.run import Run
 from elm_train.stages import retrain as retrain_stage
-from elm_train.teacher import resolve
 
 STAGE = "tasks"
 RESULTS = "results"
@@ -193,9 +192,7 @@ def run_task(run: Run, name: str) -> list[TaskResult]:
             settings={"kd": "none" if teacher is None else "dist", "max_seq_length": cfg.max_seq_length},
         )
 
-    results = [
-        trained("teacher", resolve(run.config.teacher.name_or_path), None, cfg.teacher_lr, cfg.teacher_epochs)
-    ]
+    results = [trained("teacher", run.teacher_source, None, cfg.teacher_lr, cfg.teacher_epochs)]
     teacher = AutoModelForSequenceClassification.from_pretrained(str(out / "teacher")).eval()
     for student in retrain_stage.students(run):
         results.append(
@@ -207,6 +204,6 @@ def run_task(run: Run, name: str) -> list[TaskResult]:
 
 
 def run_stage(run: Run) -> dict[str, Any]:
-    info = {name: {r.model: r.score for r in run_task(run, name)} for name in run.config.tasks.tasks}
+    info = {name: {r.model: r.score for r in run_task(run, name)} for name in run.config.task_names}
     run.mark_done(STAGE, info)
     return info
