@@ -108,7 +108,9 @@ def test_retrained_students_load_with_transformers(finished):
 
     def size(width: int) -> int:
         choice = elm_space.LayerChoice(candidate=0, kind="bert", ffn_width=width, heads=4)
-        return elm_space.count_params(Architecture(backbone=grown.backbone, layers=(choice,) * grown.num_layers))
+        return elm_space.count_params(
+            Architecture(backbone=grown.backbone, layers=(choice,) * grown.num_layers)
+        )
 
     fitting = [w for w in possible if size(w) <= info["found"]["params"]]
     expected = max(fitting, key=size) if fitting else min(possible, key=size)
