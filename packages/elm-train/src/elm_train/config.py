@@ -321,20 +321,20 @@ class RunConfig(_Section):
 
 
 def _demo() -> RunConfig:
-    """The embedded default: PTB, the MiniLM-L6 teacher, tweet sentiment; about 15 min on 2 cores."""
+    """The embedded default: PTB, the MiniLM-L6 teacher, tweet sentiment; about 9 min on 2 cores."""
     return RunConfig(
         name="demo",
-        data=DataConfig(block_size=64, max_train_blocks=4800, max_valid_blocks=128),
+        data=DataConfig(block_size=64, max_train_blocks=6400, max_valid_blocks=128),
         deepspeed=DeepSpeedConfig(micro_batch_size=16),
         supernet=SupernetStageConfig(
-            optim=OptimConfig(lr=5e-4, epochs=2, max_steps_per_epoch=150),
+            optim=OptimConfig(lr=5e-4, epochs=3, max_steps_per_epoch=200),
             dynamic=DynamicConfig(pca_every=10, grow_per_epoch=4),
         ),
         search=SearchStageConfig(
-            generations=8, population=16, parents=4, mutations=6, crossovers=6, valid_batches=4
+            generations=10, population=16, parents=4, mutations=6, crossovers=6, valid_batches=4
         ),
         heads=HeadsStageConfig(batches=4),
-        retrain=RetrainStageConfig(optim=OptimConfig(lr=5e-4, epochs=1, max_steps_per_epoch=200)),
+        retrain=RetrainStageConfig(optim=OptimConfig(lr=5e-4, epochs=1, max_steps_per_epoch=400)),
         tasks=TaskStageConfig(
             max_train_examples=1500,
             max_eval_examples=500,
