@@ -546,7 +546,7 @@ class ElmModel(ElmPreTrainedModel):
         return out if return_dict is not False else out.to_tuple()
 
 
-def _with_logits(
+def with_logits(
     loss: torch.Tensor | None, logits: torch.Tensor, encoded: ElmModelOutput
 ) -> ElmOutputWithLogits:
     return ElmOutputWithLogits(
@@ -620,7 +620,7 @@ class ElmForMaskedLM(_ElmWithHead):
     ) -> ElmOutputWithLogits:
         weight = self.elm.embeddings.word_embeddings.weight
         loss, logits = masked_lm_logits(self.lm_head, weight, encoded.last_hidden_state, labels)
-        return _with_logits(loss, logits, encoded)
+        return with_logits(loss, logits, encoded)
 
 
 class ElmForCausalLM(_ElmWithHead):
@@ -643,7 +643,7 @@ class ElmForCausalLM(_ElmWithHead):
     ) -> ElmOutputWithLogits:
         weight = self.elm.embeddings.word_embeddings.weight
         loss, logits = causal_lm_logits(self.lm_head, weight, encoded.last_hidden_state, labels)
-        return _with_logits(loss, logits, encoded)
+        return with_logits(loss, logits, encoded)
 
 
 class ElmForSequenceClassification(_ElmWithHead):
@@ -667,7 +667,7 @@ class ElmForSequenceClassification(_ElmWithHead):
         pooled = self.pooler(encoded.last_hidden_state, attention_mask)
         logits = self.classifier(self.dropout(pooled))
         loss = classification_loss(logits, labels, self.num_labels, self.config.problem_type)
-        return _with_logits(loss, logits, encoded)
+        return with_logits(loss, logits, encoded)
 
 
 __all__ = [

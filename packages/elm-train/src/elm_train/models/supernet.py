@@ -35,6 +35,7 @@ from elm_train.models.modeling_elm import (
     init_elm_weights,
     make_block,
     masked_lm_logits,
+    with_logits,
 )
 from elm_train.models.settings import ModelSettings, elm_config
 
@@ -232,15 +233,7 @@ class ElmSupernet(nn.Module):
             assert self.pooler is not None
             logits = self.classifiers[name](self.classifier_dropout(self.pooler(hidden, attention_mask)))
             loss = classification_loss(logits, labels, self.task_labels[name], None)
-        return ElmOutputWithLogits(
-            loss=loss,
-            logits=logits,
-            hidden_states=encoded.hidden_states,
-            attention_outputs=encoded.attention_outputs,
-            attentions=encoded.attentions,
-            ffn_pre_activations=encoded.ffn_pre_activations,
-            attention_contexts=encoded.attention_contexts,
-        )
+        return with_logits(loss, logits, encoded)
 
     def extract(
         self,
