@@ -4,7 +4,7 @@ The core claim of the relational KD losses is that they keep the candidate block
 that a path's score in the supernet predicts how good the architecture is on its own. For each
 hidden loss (Pearson, the relational one, and plain MSE) the pipeline trains one supernet of the
 ``demo`` run with that loss; then ``--architectures`` random architectures of its space (the same
-draws for both losses) are each trained alone from scratch, with the retrain stage's loop and the
+choice indices for both losses, at each supernet's grown widths) are each trained alone from scratch, with the retrain stage's loop and the
 same KD terms, for a short fixed budget (``--steps``). Scores: the supernet fitness (held-out
 distillation loss of the path) against the stand-alone model's held-out distillation loss and its
 masked-LM loss (elm-eval, PTB test). Reported: Kendall tau and Spearman per seed and loss, and as
@@ -29,7 +29,8 @@ NAME = "ranking_fidelity"
 
 
 def architectures(space: SearchSpace, n: int, seed: int) -> list[Architecture]:
-    """``n`` distinct uniformly sampled architectures (the same draws for every loss)."""
+    """``n`` distinct uniformly sampled architectures. Every loss gets the same draws (choice
+    indices); a candidate's current width is its own supernet's, so it differs where growth did."""
     rng, found = random.Random(f"ranking:{seed}"), {}
     while len(found) < n:
         arch = elm_space.sample(space, rng)
