@@ -72,6 +72,12 @@ def command() -> str:
     return "python " + shlex.join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])
 
 
+def provenance(name: str, args: argparse.Namespace, machine_info: dict[str, Any]) -> dict[str, Any]:
+    """The fields every result starts with: what ran, whether it was a smoke run, the command that
+    reproduces it, and the machine as :func:`machine` saw it when the script started."""
+    return {"benchmark": name, "smoke": args.smoke, "command": command(), "machine": machine_info}
+
+
 def machine(threads: int) -> dict[str, Any]:
     """Where and when a number was measured."""
     torch.set_num_threads(threads)

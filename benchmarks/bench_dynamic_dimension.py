@@ -59,10 +59,7 @@ def main() -> None:
                 {"seed": seed, "dynamic": dynamic, "ranking_fidelity": fidelity, "end_to_end": e2e}
             )
     result = {
-        "benchmark": NAME,
-        "smoke": args.smoke,
-        "command": _common.command(),
-        "machine": info,
+        **_common.provenance(NAME, args, info),
         "seeds": args.seeds,
         "summary": rows,
         "details": details,

@@ -161,10 +161,7 @@ def main() -> None:
     info = _common.machine(args.threads)
     results = [end_to_end(args.smoke, seed, args.randoms, args.dynamic == "on") for seed in args.seeds]
     result = {
-        "benchmark": NAME,
-        "smoke": args.smoke,
-        "command": _common.command(),
-        "machine": info,
+        **_common.provenance(NAME, args, info),
         "seeds": args.seeds,
         "results": results,
     }

@@ -139,10 +139,7 @@ def main() -> None:
         for loss in args.losses
     }
     result = {
-        "benchmark": NAME,
-        "smoke": args.smoke,
-        "command": _common.command(),
-        "machine": info,
+        **_common.provenance(NAME, args, info),
         "seeds": args.seeds,
         "mean_tau_kd": means,
         "results": results,

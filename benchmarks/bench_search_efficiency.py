@@ -163,10 +163,7 @@ def main() -> None:
         "distinct_architectures_evaluated": len(fitness.values),
     }
     result = {
-        "benchmark": NAME,
-        "smoke": args.smoke,
-        "command": _common.command(),
-        "machine": info,
+        **_common.provenance(NAME, args, info),
         "seeds": args.seeds,
         "run_dir": str(run.dir),
         "supernet": run.done_info("supernet"),

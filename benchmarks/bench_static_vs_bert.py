@@ -143,10 +143,7 @@ def main() -> None:
             rows += got
             profiles += prof
     result = {
-        "benchmark": NAME,
-        "smoke": args.smoke,
-        "command": _common.command(),
-        "machine": info,
+        **_common.provenance(NAME, args, info),
         "batch": args.batch,
         "seq_len": args.seq,
         "repeats": args.repeats,

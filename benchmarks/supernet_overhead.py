@@ -117,10 +117,7 @@ def main() -> None:
             for row in measure(elm_space.preset(name), args.batch, args.seq, args.repeats, args.warmup)
         ]
     result = {
-        "benchmark": NAME,
-        "smoke": args.smoke,
-        "command": _common.command(),
-        "machine": info,
+        **_common.provenance(NAME, args, info),
         "batch": args.batch,
         "seq_len": args.seq,
         "repeats": args.repeats,
