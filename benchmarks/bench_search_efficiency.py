@@ -99,7 +99,7 @@ def main() -> None:
                 mutation_prob=cfg.mutation_prob,
             ),
             constraints=budget,
-        ).run(progress=False)
+        ).search(progress=False)
         rand = RandomSearch(
             space,
             objective,
@@ -107,10 +107,10 @@ def main() -> None:
                 seed=seed,
                 generations=generations + 5,
                 max_evaluations=args.evaluations,
-                batch_size=cfg.population,
+                population=cfg.population,
             ),
             constraints=budget,
-        ).run(progress=False)
+        ).search(progress=False)
         row = {"seed": seed}
         for label, result in (("evolution", evolution), ("random", rand)):
             losses = [r.values["distill_loss"] for r in result.records]

@@ -103,14 +103,14 @@ def test_constraints_never_violated_over_many_random_budgets(space6, make_proble
             if trial % 2:
                 result = EvolutionarySearch(
                     space6, objective, SMALL.model_copy(update={"seed": trial}), constraints
-                ).run(progress=False)
+                ).search(progress=False)
             else:
                 result = RandomSearch(
                     space6,
                     objective,
-                    RandomSearchConfig(seed=trial, generations=3, batch_size=10, max_tries=20),
+                    RandomSearchConfig(seed=trial, generations=3, population=10, max_tries=20),
                     constraints,
-                ).run(progress=False)
+                ).search(progress=False)
         except ConstraintError as err:
             # only two budgets together may be unsatisfiable (each alone always has a solution),
             # and the search may only give up when they really are: check all 262144 architectures
@@ -137,9 +137,9 @@ def test_budget_at_the_minimum_returns_only_minimal_architectures(space6):
     result = RandomSearch(
         space6,
         Objective("n", lambda a: 0.0),
-        RandomSearchConfig(generations=10, batch_size=10, max_tries=10),
+        RandomSearchConfig(generations=10, population=10, max_tries=10),
         [budget],
-    ).run(progress=False)
+    ).search(progress=False)
     assert result.evaluations == 64 and result.stop_reason == "exhausted"
     assert {count_params(r.architecture) for r in result.records} == {budget.max_params}
 
@@ -179,7 +179,7 @@ def test_jointly_unmeetable_budgets_fail_with_a_clear_error(space6, make_table):
         ConstraintError,
         match="was found in 20 tries; each constraint alone can be met, so together they are too tight",
     ):
-        search.run(progress=False)
+        search.search(progress=False)
 
 
 def test_latency_table_must_cover_the_space(space6, make_table):

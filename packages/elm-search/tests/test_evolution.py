@@ -39,10 +39,10 @@ def test_evolution_finds_the_optimum_far_more_often_than_random_search(make_spac
                 crossovers=15,
                 mutation_prob=0.12,
             ),
-        ).run(progress=False)
+        ).search(progress=False)
         rnd = RandomSearch(
             space, objective, RandomSearchConfig(seed=seed, generations=100, max_evaluations=budget)
-        ).run(progress=False)
+        ).search(progress=False)
         assert evo.evaluations == rnd.evaluations == budget
         assert evo.best.values["score"] <= optimum + 1e-9 and rnd.best.values["score"] <= optimum + 1e-9
         evo_hits += abs(evo.best.values["score"] - optimum) < 1e-9
@@ -53,7 +53,7 @@ def test_evolution_finds_the_optimum_far_more_often_than_random_search(make_spac
 
 def test_generations_are_built_as_configured(space6, make_problem):
     config = EvolutionConfig(seed=3, generations=4, population=20, parents=5, mutations=8, crossovers=6)
-    result = EvolutionarySearch(space6, Objective("score", make_problem(space6, 0)), config).run(
+    result = EvolutionarySearch(space6, Objective("score", make_problem(space6, 0)), config).search(
         progress=False
     )
     by_generation = [[r for r in result.records if r.generation == g] for g in range(4)]
@@ -75,7 +75,7 @@ def test_children_come_from_the_elite(space6, make_problem):
     config = EvolutionConfig(
         seed=0, generations=2, population=20, parents=4, mutations=8, crossovers=8, mutation_prob=0.2
     )
-    result = EvolutionarySearch(space6, Objective("score", problem), config).run(progress=False)
+    result = EvolutionarySearch(space6, Objective("score", problem), config).search(progress=False)
     first = sorted((r for r in result.records if r.generation == 0), key=lambda r: -r.values["score"])
     elite = [r.genome for r in first[:4]]
     for child in (r for r in result.records if r.generation == 1):
@@ -95,7 +95,7 @@ def test_best_score_never_decreases_and_matches_records(space6, make_problem):
         space6,
         Objective("score", make_problem(space6, 2)),
         EvolutionConfig(generations=5, population=20, parents=4, mutations=8, crossovers=8),
-    ).run(progress=False)
+    ).search(progress=False)
     bests = [g.best for g in result.generations]
     assert bests == sorted(bests)
     assert bests[-1] == max(r.values["score"] for r in result.records) == result.best.values["score"]
@@ -111,7 +111,7 @@ def test_minimised_objective_reaches_the_smallest_architecture(space6):
         space6,
         param_objective(),
         EvolutionConfig(generations=10, population=20, parents=4, mutations=10, crossovers=6),
-    ).run(progress=False)
+    ).search(progress=False)
     assert result.best.values["params"] == min(r.params for r in result.records) == smallest
 
 
@@ -122,7 +122,7 @@ def test_multi_objective_front_is_the_non_dominated_set(space6, make_problem):
         space6,
         objectives,
         EvolutionConfig(generations=4, population=20, parents=6, mutations=8, crossovers=6),
-    ).run(progress=False)
+    ).search(progress=False)
     points = {r.hash: (-r.values["score"], r.values["params"]) for r in result.records}
     expected = {h for h, p in points.items() if not any(dominates(q, p) for q in points.values())}
     assert {r.hash for r in result.pareto_front} == expected
@@ -162,4 +162,4 @@ def test_objective_names_must_be_unique(space3):
 
 def test_non_finite_fitness_is_reported_with_the_architecture(space3):
     with pytest.raises(ValueError, match=r"objective 'score' returned nan for architecture \d+:[BM]"):
-        RandomSearch(space3, Objective("score", lambda arch: float("nan"))).run(progress=False)
+        RandomSearch(space3, Objective("score", lambda arch: float("nan"))).search(progress=False)

@@ -26,7 +26,7 @@ def assert_real_png(path, min_bytes=8_000):
 def test_progress_and_front_plots(space6, make_problem, tmp_path):
     result = EvolutionarySearch(
         space6, [Objective("score", make_problem(space6, 0)), param_objective()], CONFIG
-    ).run(progress=False)
+    ).search(progress=False)
     assert_real_png(plot_progress(result, tmp_path / "progress.png"))
     image = assert_real_png(plot_pareto(result, tmp_path / "plots" / "front.png"))
     red = (image[..., 0] > 0.7) & (image[..., 1] < 0.3) & (image[..., 2] < 0.3)
@@ -34,7 +34,7 @@ def test_progress_and_front_plots(space6, make_problem, tmp_path):
 
 
 def test_single_objective_front_is_plotted_against_params(space6, make_problem, tmp_path):
-    result = EvolutionarySearch(space6, Objective("score", make_problem(space6, 0)), CONFIG).run(
+    result = EvolutionarySearch(space6, Objective("score", make_problem(space6, 0)), CONFIG).search(
         progress=False
     )
     assert_real_png(plot_pareto(result, tmp_path / "front.png"))

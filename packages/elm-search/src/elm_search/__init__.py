@@ -19,8 +19,9 @@ from elm_search.pareto import crowding_distance, dominates, first_front, non_dom
 from elm_search.plots import plot_pareto, plot_progress
 from elm_search.random_search import RandomSearch, RandomSearchConfig
 from elm_search.ranking import kendall_tau, spearman, top_k_overlap
-from elm_search.result import EvaluatedArchitecture, GenerationSummary, ObjectiveSpec, SearchResult
-from elm_search.searcher import SearchConfig, Searcher
+from elm_search.registry import build_searcher, get_searcher, register_searcher, searcher_config, searcher_names
+from elm_search.result import EvaluatedArchitecture, GenerationSummary, ObjectiveSpec, Origin, SearchResult
+from elm_search.searcher import Proposal, SearchConfig, Searcher, SearchView
 from elm_search.state import SearchState, SearchStateError
 
 __version__ = "0.1.0"
@@ -43,19 +44,24 @@ __all__ = [
     "LatencyTableError",
     "Objective",
     "ObjectiveSpec",
+    "Origin",
     "ParamBudget",
     "PredictorReport",
+    "Proposal",
     "RandomSearch",
     "RandomSearchConfig",
     "SearchConfig",
     "SearchResult",
     "SearchState",
     "SearchStateError",
+    "SearchView",
     "Searcher",
+    "build_searcher",
     "crowding_distance",
     "dominates",
     "first_front",
     "flop_objective",
+    "get_searcher",
     "kendall_tau",
     "latency_objective",
     "non_dominated_sort",
@@ -63,6 +69,9 @@ __all__ = [
     "param_objective",
     "plot_pareto",
     "plot_progress",
+    "register_searcher",
+    "searcher_config",
+    "searcher_names",
     "spearman",
     "top_k_overlap",
 ]

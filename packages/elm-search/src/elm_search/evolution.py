@@ -20,7 +20,8 @@ from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from elm_search.constraints import Constraint
 from elm_search.objective import Objective
 from elm_search.result import EvaluatedArchitecture
-from elm_search.searcher import Proposal, SearchConfig, Searcher, _Run
+from elm_search.registry import register_searcher
+from elm_search.searcher import Proposal, SearchConfig, Searcher, SearchView
 from elm_space import SearchSpace
 
 
@@ -28,7 +29,6 @@ class EvolutionConfig(SearchConfig):
     """SPOS's defaults (population 50, top 10, 25 mutations, 25 crossovers, 20 generations);
     the reference ELM scripts used population 5 and top 1, which METHOD.md flags as unusual."""
 
-    population: PositiveInt = 50
     parents: PositiveInt = 10
     """How many of the best records breed (SPOS's ``select_num``)."""
     mutations: NonNegativeInt = 25
@@ -56,8 +56,9 @@ class EvolutionConfig(SearchConfig):
         return self
 
 
+@register_searcher("evolution")
 class EvolutionarySearch(Searcher):
-    algorithm = "evolution"
+    Config = EvolutionConfig
     config: EvolutionConfig
 
     def __init__(
@@ -69,14 +70,14 @@ class EvolutionarySearch(Searcher):
     ) -> None:
         super().__init__(space, objectives, config or EvolutionConfig(), constraints)
 
-    def _select_parents(self, run: _Run, pool: list[EvaluatedArchitecture]) -> list[str]:
+    def select_parents(self, view: SearchView, pool: list[EvaluatedArchitecture]) -> list[str]:
         return [pool[i].hash for i in self.rank(pool)[: self.config.parents]]
 
-    def _propose(self, run: _Run, rng: random.Random) -> list[Proposal]:
+    def propose(self, view: SearchView, rng: random.Random) -> list[Proposal]:
         cfg = self.config
-        parents = [run.record(h).genome for h in run.state.parents]
+        parents = [r.genome for r in view.parents]
         batch: list[Proposal] = []
-        taken = set(run.genomes)
+        taken = set(view.evaluated)
         if parents:
             attempts = cfg.mutations * cfg.max_tries
             wanted = len(batch) + cfg.mutations
@@ -87,7 +88,7 @@ class EvolutionarySearch(Searcher):
                     self.codec.random_gene(i, rng) if rng.random() < cfg.mutation_prob else gene
                     for i, gene in enumerate(parent)
                 )
-                self._try_add(child, "mutation", batch, taken)
+                self.try_add(child, "mutation", batch, taken)
             if len(parents) >= 2:
                 attempts = cfg.crossovers * cfg.max_tries
                 wanted = len(batch) + cfg.crossovers
@@ -98,6 +99,6 @@ class EvolutionarySearch(Searcher):
                         gb if rng.random() < cfg.crossover_prob else ga
                         for ga, gb in zip(parents[a], parents[b], strict=True)
                     )
-                    self._try_add(child, "crossover", batch, taken)
-        self._fill_random(rng, batch, taken, cfg.population)
+                    self.try_add(child, "crossover", batch, taken)
+        self.fill_random(rng, batch, taken, cfg.population)
         return batch

@@ -9,21 +9,21 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from pydantic import PositiveInt
-
 from elm_search.constraints import Constraint
 from elm_search.objective import Objective
-from elm_search.searcher import Proposal, SearchConfig, Searcher, _Run
+from elm_search.registry import register_searcher
+from elm_search.searcher import Proposal, SearchConfig, Searcher, SearchView
 from elm_space import SearchSpace
 
 
 class RandomSearchConfig(SearchConfig):
-    batch_size: PositiveInt = 50
-    """Architectures per generation; a generation is the unit of checkpointing and progress."""
+    """Random search has no settings beyond the shared ones: ``population`` architectures per
+    generation, a generation being the unit of checkpointing and progress."""
 
 
+@register_searcher("random")
 class RandomSearch(Searcher):
-    algorithm = "random"
+    Config = RandomSearchConfig
     config: RandomSearchConfig
 
     def __init__(
@@ -35,7 +35,7 @@ class RandomSearch(Searcher):
     ) -> None:
         super().__init__(space, objectives, config or RandomSearchConfig(), constraints)
 
-    def _propose(self, run: _Run, rng: random.Random) -> list[Proposal]:
+    def propose(self, view: SearchView, rng: random.Random) -> list[Proposal]:
         batch: list[Proposal] = []
-        self._fill_random(rng, batch, set(run.genomes), self.config.batch_size)
+        self.fill_random(rng, batch, set(view.evaluated), self.config.population)
         return batch

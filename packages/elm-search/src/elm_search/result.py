@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict
 
 from elm_space import Architecture
 
-Origin = Literal["random", "mutation", "crossover"]
+Origin = str
+"""How a candidate was proposed: "random", "mutation", "crossover", or a label a plugged-in
+searcher chooses."""
 StopReason = Literal["generations", "max_evaluations", "exhausted", "stop_after"]
 
 

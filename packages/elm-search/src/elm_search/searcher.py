@@ -1,10 +1,13 @@
 """The search loop every algorithm shares: propose, evaluate once, record, checkpoint.
 
-An algorithm only decides which genomes to propose each generation (``_propose``) and, if it
-keeps an elite, which records survive as parents (``_select_parents``). This base class owns
-what must be identical for all of them: constraints are checked before anything is evaluated,
-each architecture is evaluated at most once (cache by stable hash), the state is written after
-every generation, and a resumed run continues exactly where the saved one stopped.
+An algorithm only decides which genomes to propose each generation (:meth:`Searcher.propose`)
+and, if it keeps an elite, which records survive as parents (:meth:`Searcher.select_parents`).
+Both hooks see the search so far through a read-only :class:`SearchView`. This base class owns
+what must be identical for all algorithms: constraints are checked before anything is
+evaluated, each architecture is evaluated at most once (cache by stable hash), the state is
+written after every generation, and a resumed search continues exactly where the saved one
+stopped. A new algorithm subclasses :class:`Searcher`, names its settings class in ``Config``
+and registers itself with :func:`elm_search.register_searcher`.
 """
 
 from __future__ import annotations
@@ -47,12 +50,14 @@ Proposal = tuple[Genome, Origin]
 
 
 class SearchConfig(BaseModel):
-    """Settings every searcher has."""
+    """Settings every searcher has; an algorithm's own settings class extends it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     seed: int = 0
     generations: PositiveInt = 20
+    population: PositiveInt = 50
+    """Candidates proposed (and evaluated) per generation."""
     max_evaluations: PositiveInt | None = None
     """Stop once this many distinct architectures were evaluated (the last generation is cut short)."""
     max_tries: PositiveInt = 50
@@ -63,8 +68,8 @@ def _constraint_json(c: Constraint) -> dict[str, Any]:
     return {"type": type(c).__name__, **c.model_dump(mode="json")}
 
 
-class _Run:
-    """The mutable bookkeeping of one run, rebuilt identically from a saved state."""
+class _Progress:
+    """The mutable bookkeeping of one search, rebuilt identically from a saved state."""
 
     def __init__(self, state: SearchState) -> None:
         self.state = state
@@ -77,6 +82,40 @@ class _Run:
         return self.state.records[self.index[h]]
 
 
+class SearchView:
+    """What an algorithm may read of the search so far; it cannot change the state through it.
+
+    Records are frozen pydantic models and the collections are tuples or frozensets, so an
+    algorithm's proposals depend only on what it is shown, which keeps resumed searches exact.
+    """
+
+    def __init__(self, progress: _Progress) -> None:
+        self._progress = progress
+
+    @property
+    def generation(self) -> int:
+        """Completed generations (0 while proposing the first)."""
+        return self._progress.state.generation
+
+    @property
+    def records(self) -> tuple[EvaluatedArchitecture, ...]:
+        """Every evaluated architecture, in evaluation order."""
+        return tuple(self._progress.state.records)
+
+    @property
+    def parents(self) -> tuple[EvaluatedArchitecture, ...]:
+        """The records the last :meth:`Searcher.select_parents` kept, best first."""
+        return tuple(self._progress.record(h) for h in self._progress.state.parents)
+
+    @property
+    def evaluated(self) -> frozenset[Genome]:
+        """Genomes already evaluated (a proposal among them is discarded)."""
+        return frozenset(self._progress.genomes)
+
+    def record(self, architecture_hash: str) -> EvaluatedArchitecture:
+        return self._progress.record(architecture_hash)
+
+
 class Searcher(ABC):
     """Search a space for architectures that do best on ``objectives`` within ``constraints``.
 
@@ -86,6 +125,9 @@ class Searcher(ABC):
     """
 
     algorithm: ClassVar[str]
+    """The registered name, set by :func:`elm_search.register_searcher`."""
+    Config: ClassVar[type[SearchConfig]] = SearchConfig
+    """The algorithm's settings class (validated before a search starts)."""
 
     def __init__(
         self,
@@ -113,11 +155,19 @@ class Searcher(ABC):
     # --- what an algorithm decides -------------------------------------------------------
 
     @abstractmethod
-    def _propose(self, run: _Run, rng: random.Random) -> list[Proposal]:
-        """New, feasible, not yet evaluated genomes for the next generation, best kept first."""
+    def propose(self, view: SearchView, rng: random.Random) -> list[Proposal]:
+        """New, feasible, not yet evaluated genomes for the next generation, each with an origin
+        label of the algorithm's choosing ("mutation", "greedy", ...).
 
-    def _select_parents(self, run: _Run, pool: list[EvaluatedArchitecture]) -> list[str]:
-        """Hashes of the records kept as parents; algorithms without an elite keep none."""
+        Use :meth:`try_add` and :meth:`fill_random` to build the batch: they discard genomes that
+        break a constraint or were evaluated already. Draw every random choice from ``rng`` (its
+        state is saved with the search), so a resumed search proposes what an uninterrupted one
+        would.
+        """
+
+    def select_parents(self, view: SearchView, pool: list[EvaluatedArchitecture]) -> list[str]:
+        """Hashes of the records kept as parents (``pool``: the previous parents and the new
+        generation); algorithms without an elite keep none."""
         return []
 
     # --- helpers for algorithms ------------------------------------------------------------
@@ -135,7 +185,7 @@ class Searcher(ABC):
     def _minimised(self, record: EvaluatedArchitecture) -> list[float]:
         return [-o.sign() * record.values[o.name] for o in self.objectives]
 
-    def _try_add(self, genome: Genome, origin: Origin, batch: list[Proposal], taken: set[Genome]) -> bool:
+    def try_add(self, genome: Genome, origin: Origin, batch: list[Proposal], taken: set[Genome]) -> bool:
         """Add ``genome`` to the batch if it meets the constraints and was never evaluated.
 
         ``taken`` holds genomes, not hashes: within one space the two identify an architecture
@@ -148,11 +198,12 @@ class Searcher(ABC):
         batch.append((genome, origin))
         return True
 
-    def _fill_random(self, rng: random.Random, batch: list[Proposal], taken: set[Genome], size: int) -> None:
+    def fill_random(self, rng: random.Random, batch: list[Proposal], taken: set[Genome], size: int) -> None:
+        """Add random feasible genomes until the batch holds ``size`` (or the tries run out)."""
         attempts = (size - len(batch)) * self.config.max_tries
         while len(batch) < size and attempts > 0:
             attempts -= 1
-            self._try_add(self.sampler.sample(rng), "random", batch, taken)
+            self.try_add(self.sampler.sample(rng), "random", batch, taken)
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -199,17 +250,17 @@ class Searcher(ABC):
             values[o.name] = value
         return values
 
-    def _stop_reason(self, run: _Run) -> str | None:
+    def _stop_reason(self, run: _Progress) -> str | None:
         if run.state.generation >= self.config.generations:
             return "generations"
         if self.config.max_evaluations is not None and len(run.state.records) >= self.config.max_evaluations:
             return "max_evaluations"
         return None
 
-    def _generation(self, run: _Run, rng: random.Random) -> bool:
+    def _generation(self, run: _Progress, rng: random.Random) -> bool:
         """Run one generation; False when nothing new could be proposed."""
         state = run.state
-        proposals = self._propose(run, rng)
+        proposals = self.propose(SearchView(run), rng)
         if self.config.max_evaluations is not None:
             proposals = proposals[: self.config.max_evaluations - len(state.records)]
         if not proposals:
@@ -236,7 +287,7 @@ class Searcher(ABC):
             run.genomes.add(r.genome)
             state.records.append(r)
         state.pending = {}
-        state.parents = self._select_parents(run, [run.record(h) for h in state.parents] + new)
+        state.parents = self.select_parents(SearchView(run), [run.record(h) for h in state.parents] + new)
         best = self._best(state.records)
         primary = self.objectives[0].name
         state.generations.append(
@@ -256,7 +307,7 @@ class Searcher(ABC):
         o = self.objectives[0]
         return min(enumerate(records), key=lambda ir: (-o.sign() * ir[1].values[o.name], ir[0]))[1]
 
-    def run(
+    def search(
         self,
         state_path: str | Path | None = None,
         *,
@@ -275,7 +326,7 @@ class Searcher(ABC):
         if stop_after is not None and stop_after < 0:
             raise ValueError(f"stop_after={stop_after} must be >= 0")
         state = self._load_or_start(path, resume)
-        run = _Run(state)
+        run = _Progress(state)
         rng = rng_from_json(state.rng_state)
         done = 0
         bar = tqdm(

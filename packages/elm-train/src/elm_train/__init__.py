@@ -1,3 +1,88 @@
-"""ELM models, the elastic supernet, and the DeepSpeed pipeline behind the elm-train command."""
+"""ELM models, the elastic supernet, the training building blocks, and the pipeline behind
+the ``elm-train`` command.
+
+Two layers. The library (everything exported here) takes explicit inputs: a space, a teacher,
+token blocks, typed settings, an output directory, a metrics sink. It knows nothing of run
+directories, so it composes into a user's own script. The pipeline (:mod:`elm_train.pipeline`)
+is a list of stage declarations, each a thin adapter from a run directory to this library.
+
+Importing this package is cheap; the names below load their modules (and torch) on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    # settings
+    "RunConfig": "elm_train.config",
+    "DataConfig": "elm_train.config",
+    "DeepSpeedConfig": "elm_train.config",
+    "OptimConfig": "elm_train.config",
+    "KDConfig": "elm_train.config",
+    "DynamicConfig": "elm_train.config",
+    "SupernetStageConfig": "elm_train.config",
+    "SearchStageConfig": "elm_train.config",
+    "HeadsStageConfig": "elm_train.config",
+    "RetrainStageConfig": "elm_train.config",
+    "TaskStageConfig": "elm_train.config",
+    "load_config": "elm_train.config",
+    "preset": "elm_train.presets",
+    "PRESETS": "elm_train.presets",
+    "ElmTrainError": "elm_train.errors",
+    # data and teacher
+    "load_corpus": "elm_train.data",
+    "build_blocks": "elm_train.data",
+    "load_teacher": "elm_train.teacher",
+    "load_tokenizer": "elm_train.teacher",
+    "TeacherFeatures": "elm_train.kd",
+    "build_objective": "elm_train.kd",
+    # supernet distillation with the dynamic dimension
+    "SupernetKD": "elm_train.supernet_training",
+    "SupernetTraining": "elm_train.supernet_training",
+    "TrainedSupernet": "elm_train.supernet_training",
+    "build_supernet_kd": "elm_train.supernet_training",
+    "save_supernet": "elm_train.supernet_training",
+    "load_supernet": "elm_train.supernet_training",
+    # search and heads
+    "SupernetFitness": "elm_train.fitness",
+    "constraints": "elm_train.searching",
+    "search_space": "elm_train.searching",
+    "choose_heads": "elm_train.head_choice",
+    "measure_table": "elm_train.latency_table",
+    # retraining and tasks
+    "StudentKD": "elm_train.retraining",
+    "Retraining": "elm_train.retraining",
+    "baseline_architecture": "elm_train.retraining",
+    "build_student": "elm_train.retraining",
+    "TaskKD": "elm_train.task_distill",
+    "TaskTraining": "elm_train.task_distill",
+    "task_spec": "elm_train.task_distill",
+    "encode": "elm_train.task_distill",
+    "score": "elm_train.task_distill",
+    "classifier": "elm_train.task_distill",
+    # loops and bookkeeping
+    "TrainLoop": "elm_train.loop",
+    "MetricsLog": "elm_train.metrics",
+    "MetricsSink": "elm_train.metrics",
+    "NullMetrics": "elm_train.metrics",
+    "eval_batches": "elm_train.batches",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Load an exported name's module on first use (``import elm_train`` stays light)."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'elm_train' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -10,15 +10,34 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from elm_train.config import PRESETS, ConfigError, RunConfig, load_config, preset
+from elm_eval import ElmEvalError
+from elm_search.constraints import ConstraintError
+from elm_search.latency import LatencyTableError
+from elm_search.state import SearchStateError
+from elm_space import SpaceError
+from elm_train.config import ConfigError, RunConfig, load_config
+from elm_train.errors import ElmTrainError
+from elm_train.presets import PRESETS, preset
 
 if TYPE_CHECKING:
-    from elm_train.run import Run
+    from elm_train.pipeline import Run
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ElmTrainError,
+    ValidationError,
+    ElmEvalError,
+    SpaceError,
+    ConstraintError,
+    LatencyTableError,
+    SearchStateError,
+)
+"""Bad input, reported on one line. Anything else is a bug and keeps its traceback."""
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
@@ -35,10 +54,10 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace, config: RunConfig) -> Run:
-    from elm_train.run import CONFIG_FILE, Run  # torch loads only for commands that train
+    from elm_train.pipeline import Run, RunLayout  # torch loads only for commands that train
 
     run_dir = args.run_dir or Path("runs") / config.name
-    if (run_dir / CONFIG_FILE).is_file() and not getattr(args, "resume", True):
+    if RunLayout(run_dir).config.is_file() and not getattr(args, "resume", True):
         raise ConfigError(
             f"{run_dir} already holds a run; pass --resume to continue it, or choose another --run-dir"
         )
@@ -97,9 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
     stage = sub.add_parser("stage", help="run one stage on an existing or new run directory")
-    stage.add_argument(
-        "name", help="data, teacher, supernet, search, heads, retrain, tasks, evaluate or report"
-    )
+    stage.add_argument("name", help="data, teacher, supernet, search, heads, retrain, tasks, evaluate or report")
     _add_config_args(stage)
     stage.add_argument("--force", action="store_true", help="run the stage again even if it finished")
     stage.set_defaults(func=cmd_stage)
@@ -121,9 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         return args.func(args)
-    except (ConfigError, ValidationError, ValueError, FileNotFoundError, KeyError) as err:
+    except USER_ERRORS as err:
         print(f"elm-train: error: {err}", file=sys.stderr)
         return 2
+    except Exception:
+        traceback.print_exc()
+        print(
+            "elm-train: internal error: the traceback above is a bug in the ELM toolkit, not in your "
+            "input; please report it with the command you ran",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

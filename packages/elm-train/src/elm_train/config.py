@@ -1,23 +1,46 @@
-"""One pydantic config for a whole run, with named presets.
+"""One pydantic config for a whole run.
 
 Every stage reads its own section; the run directory keeps the config it was started with, and a
-resumed run whose config differs is refused (``diff_configs`` says where).
+resumed run whose config differs is refused (``diff_configs`` says where). The named presets are
+in :mod:`elm_train.presets`. ``plugins`` modules are imported before the rest of a config is
+validated, so the losses and searchers they register can be named in it.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+import elm_search
 import elm_space
+from elm_distill import LOSSES
 from elm_space import SearchSpace
+from elm_train.errors import ElmTrainError
 
 
-class ConfigError(ValueError):
+class ConfigError(ElmTrainError):
     """A config that cannot run, with the field and the reason."""
+
+
+def _registered_loss(name: str) -> str:
+    if name not in LOSSES:
+        raise ValueError(
+            f"no loss named {name!r} is registered; registered: {', '.join(LOSSES.names())} "
+            "(a plugin module listed under plugins: can add one with elm_distill.register_loss)"
+        )
+    return name
 
 
 class _Section(BaseModel):
@@ -132,8 +155,9 @@ class TokenizerConfig(_Section):
 
 
 class KDConfig(_Section):
-    hidden_loss: Literal["pearson", "mse"] = "pearson"
-    """``pearson``: the relational (PKD-style) hidden loss; ``mse``: plain feature matching."""
+    hidden_loss: str = "pearson"
+    """A loss of elm-distill's registry for the hidden-state terms: ``pearson``, the relational
+    (PKD-style) hidden loss; ``mse``, plain feature matching; or one a plugin registered."""
     embedding_weight: float = Field(default=1.0, ge=0)
     attention_weight: float = Field(default=1.0, ge=0)
     layer_weight: float = Field(default=1.0, ge=0)
@@ -144,6 +168,8 @@ class KDConfig(_Section):
     family only). ``None``: 1.0 for the causal family, 0 for the masked one."""
     temperature: float = Field(default=1.0, gt=0)
     """Softening of both distributions in the logits term (multiplied back by T squared)."""
+
+    _hidden_loss_registered = field_validator("hidden_loss")(_registered_loss)
 
     def logits_weight_for(self, causal: bool) -> float:
         if self.logits_weight is not None:
@@ -180,19 +206,40 @@ class SupernetStageConfig(_Section):
 
 
 class SearchStageConfig(_Section):
-    algorithm: Literal["evolution", "random"] = "evolution"
+    algorithm: str = "evolution"
+    """A searcher of elm-search's registry: ``evolution``, ``random``, or one a plugin registered."""
     generations: PositiveInt = 10
     population: PositiveInt = 16
-    parents: PositiveInt = 4
-    mutations: int = Field(default=6, ge=0)
-    crossovers: int = Field(default=6, ge=0)
-    mutation_prob: float = Field(default=0.25, ge=0, le=1)
+    options: dict[str, Any] = {"parents": 4, "mutations": 6, "crossovers": 6, "mutation_prob": 0.25}
+    """The algorithm's own settings (evolution: parents, mutations, crossovers, mutation_prob,
+    crossover_prob), validated by the searcher's settings class."""
     param_budget: PositiveInt | None = None
     """Defaults to the space's ``param_budget``."""
     flops_budget: PositiveInt | None = None
     latency_budget_ms: float | None = Field(default=None, gt=0)
     """Predicted CPU latency per batch from a measured per-block table."""
     valid_batches: PositiveInt = 4
+
+    @model_validator(mode="after")
+    def _searcher_accepts(self) -> Self:
+        try:
+            self.searcher_settings(seed=0)
+        except KeyError as err:
+            raise ValueError(f"search.algorithm: {err.args[0]}") from None
+        except ValidationError as err:
+            problems = "; ".join(
+                f"search.options.{'.'.join(str(x) for x in e['loc']) or '(all)'}: {e['msg']}"
+                for e in err.errors()
+            )
+            raise ValueError(problems) from None
+        return self
+
+    def searcher_settings(self, seed: int) -> elm_search.SearchConfig:
+        """The registered searcher's own settings object, validated."""
+        return elm_search.searcher_config(
+            self.algorithm,
+            {"seed": seed, "generations": self.generations, "population": self.population, **self.options},
+        )
 
 
 class HeadsStageConfig(_Section):
@@ -205,7 +252,7 @@ class RetrainStageConfig(_Section):
     init: Literal["supernet", "scratch"] = "supernet"
     optim: OptimConfig = OptimConfig(lr=2e-4, epochs=1)
     kd: KDConfig = KDConfig()
-    mlm_weight: float = Field(default=1.0, ge=0)
+    lm_weight: float = Field(default=1.0, ge=0)
     """Weight of the language-modelling loss next to distillation (masked tokens for the masked
     family, next tokens for the causal one); it trains the LM head the LM evaluation needs."""
 
@@ -220,10 +267,23 @@ class TaskStageConfig(_Section):
     teacher_epochs: PositiveInt = 1
     teacher_lr: float = Field(default=5e-5, gt=0)
     optim: OptimConfig = OptimConfig(lr=1e-4, epochs=2, weight_decay=0.01)
-    dist_beta: float = Field(default=1.0, ge=0)
-    dist_gamma: float = Field(default=1.0, ge=0)
-    dist_tau: float = Field(default=1.0, gt=0)
+    logits_loss: str = "dist"
+    """A loss of elm-distill's registry between the student's and the fine-tuned teacher's task
+    logits: ``dist`` (the relational DIST loss), ``soft_ce``, ``kl``, or a plugin's. Regression
+    tasks match the teacher's value by MSE whatever this says."""
+    logits_params: dict[str, float] = {"temperature": 1.0, "beta": 1.0, "gamma": 1.0}
+    """Keyword parameters of ``logits_loss`` (DIST: temperature, beta, gamma)."""
     label_weight: float = Field(default=1.0, ge=0)
+
+    _logits_loss_registered = field_validator("logits_loss")(_registered_loss)
+
+    @model_validator(mode="after")
+    def _logits_params_known(self) -> Self:
+        try:
+            LOSSES.check_params(self.logits_loss, self.logits_params)
+        except ValueError as err:
+            raise ValueError(f"tasks.logits_params: {err}") from None
+        return self
 
 
 class EvalStageConfig(_Section):
@@ -243,7 +303,19 @@ class BaselineConfig(_Section):
     enabled: bool = True
 
 
+def import_plugins(modules: list[str]) -> None:
+    """Import each plugin module (it registers losses or searchers as it loads)."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"plugins: cannot import {module!r}: {err}") from err
+
+
 class RunConfig(_Section):
+    plugins: list[str] = []
+    """Modules imported before the rest of the config is validated, e.g. one that calls
+    ``elm_distill.register_loss`` or ``elm_search.register_searcher``."""
     name: str = "demo"
     seed: int = 42
     space: str | SearchSpace = "demo"
@@ -261,6 +333,16 @@ class RunConfig(_Section):
     tasks: TaskStageConfig = TaskStageConfig()
     eval: EvalStageConfig = EvalStageConfig()
     baseline: BaselineConfig = BaselineConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_plugins_first(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("plugins"):
+            plugins = data["plugins"]
+            if not isinstance(plugins, list) or not all(isinstance(m, str) for m in plugins):
+                raise ValueError(f"plugins must be a list of module names, got {plugins!r}")
+            import_plugins(plugins)
+        return data
 
     @model_validator(mode="after")
     def _space_known(self) -> Self:
@@ -320,157 +402,9 @@ class RunConfig(_Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _demo() -> RunConfig:
-    """The embedded default: PTB, the MiniLM-L6 teacher, tweet sentiment; about 9 min on 2 cores."""
-    return RunConfig(
-        name="demo",
-        data=DataConfig(block_size=64, max_train_blocks=6400, max_valid_blocks=128),
-        deepspeed=DeepSpeedConfig(micro_batch_size=16),
-        supernet=SupernetStageConfig(
-            optim=OptimConfig(lr=5e-4, epochs=3, max_steps_per_epoch=200),
-            dynamic=DynamicConfig(pca_every=10, grow_per_epoch=4),
-        ),
-        search=SearchStageConfig(
-            generations=10, population=16, parents=4, mutations=6, crossovers=6, valid_batches=4
-        ),
-        heads=HeadsStageConfig(batches=4),
-        retrain=RetrainStageConfig(optim=OptimConfig(lr=5e-4, epochs=1, max_steps_per_epoch=400)),
-        tasks=TaskStageConfig(
-            max_train_examples=1500,
-            max_eval_examples=500,
-            teacher_epochs=1,
-            optim=OptimConfig(lr=2e-4, epochs=2),
-        ),
-        eval=EvalStageConfig(lm_documents=500),
-    )
-
-
-def _tiny() -> RunConfig:
-    """Test size: a few dozen steps per stage on a tiny space; minutes on two cores."""
-    small_optim = {"epochs": 1, "max_steps_per_epoch": 6, "lr": 1e-3}
-    return RunConfig(
-        name="tiny",
-        space="tiny",
-        space_overrides={"max_positions": 32},
-        data=DataConfig(block_size=32, max_train_blocks=96, max_valid_blocks=16),
-        deepspeed=DeepSpeedConfig(micro_batch_size=8),
-        supernet=SupernetStageConfig(
-            optim=OptimConfig(epochs=2, max_steps_per_epoch=6, lr=1e-3),
-            dynamic=DynamicConfig(pca_every=2, grow_per_epoch=2),
-            checkpoint_every=4,
-        ),
-        search=SearchStageConfig(
-            generations=2, population=6, parents=2, mutations=2, crossovers=2, valid_batches=1
-        ),
-        retrain=RetrainStageConfig(optim=OptimConfig(**small_optim)),
-        tasks=TaskStageConfig(
-            max_train_examples=64, max_eval_examples=32, max_seq_length=32, optim=OptimConfig(**small_optim)
-        ),
-        eval=EvalStageConfig(latency_seq_len=32, lm_documents=50, latency_repeats=3),
-    )
-
-
-def _tiny_clm() -> RunConfig:
-    """``tiny`` for the causal family: a small trained BPE and a stand-in teacher of a few steps."""
-    teacher_optim = {"epochs": 1, "max_steps_per_epoch": 8, "lr": 3e-3}
-    causal = {
-        "name": "tiny-clm",
-        "space_overrides": {"family": "causal", "type_vocab_size": 0},
-        "tokenizer": {"source": "bpe", "vocab_size": 400},
-        "teacher": {
-            "name_or_path": None,
-            "train": {"layers": 2, "hidden": 32, "heads": 2, "dropout": 0.0, "optim": teacher_optim},
-        },
-        "tasks": {"tasks": []},
-        "eval": {"lm_documents": 20},
-    }
-    return RunConfig.model_validate(_merge(_tiny().model_dump(mode="json"), causal))
-
-
-def _demo_clm() -> RunConfig:
-    """The causal demo: PTB, an 8k byte-level BPE and a stand-in GPT-2 teacher trained first."""
-    return RunConfig(
-        name="demo-clm",
-        space="demo-clm",
-        data=DataConfig(block_size=64, max_valid_blocks=128),
-        tokenizer=TokenizerConfig(source="bpe", vocab_size=8000),
-        teacher=TeacherConfig(
-            name_or_path=None,
-            train=TeacherTrainConfig(
-                layers=4,
-                hidden=256,
-                heads=4,
-                dropout=0.0,
-                optim=OptimConfig(lr=1e-3, epochs=1, max_steps_per_epoch=900),
-            ),
-        ),
-        deepspeed=DeepSpeedConfig(micro_batch_size=16),
-        supernet=SupernetStageConfig(
-            optim=OptimConfig(lr=1e-3, epochs=2, max_steps_per_epoch=250),
-            dynamic=DynamicConfig(pca_every=10, grow_per_epoch=4),
-        ),
-        search=SearchStageConfig(
-            generations=8, population=16, parents=4, mutations=6, crossovers=6, valid_batches=4
-        ),
-        heads=HeadsStageConfig(batches=4),
-        retrain=RetrainStageConfig(optim=OptimConfig(lr=1e-3, epochs=1, max_steps_per_epoch=400)),
-        tasks=TaskStageConfig(tasks=[]),
-        eval=EvalStageConfig(lm_documents=None),
-    )
-
-
-def _paper(space: str) -> RunConfig:
-    """The paper's settings (METHOD.md section 4): BERT-base teacher, Wikipedia + BookCorpus, GLUE."""
-    return RunConfig(
-        name=space,
-        space=space,
-        data=DataConfig(source="hub", hub_id="wikimedia/wikipedia", hub_config="20231101.en", block_size=128),
-        teacher=TeacherConfig(name_or_path="bert-base-uncased"),
-        deepspeed=DeepSpeedConfig(micro_batch_size=64, gradient_accumulation_steps=4, precision="bf16"),
-        supernet=SupernetStageConfig(optim=OptimConfig(lr=1e-4, epochs=10), checkpoint_every=1000),
-        search=SearchStageConfig(
-            generations=40,
-            population=50,
-            parents=10,
-            mutations=25,
-            crossovers=25,
-            mutation_prob=0.1,
-            valid_batches=50,
-        ),
-        retrain=RetrainStageConfig(optim=OptimConfig(lr=1e-4, epochs=10)),
-        tasks=TaskStageConfig(
-            tasks=["mnli", "qqp", "qnli", "sst2", "cola", "stsb", "mrpc", "rte"],
-            max_train_examples=None,
-            max_eval_examples=None,
-            max_seq_length=128,
-            teacher_epochs=3,
-            teacher_lr=3e-5,
-            optim=OptimConfig(lr=5e-5, epochs=10),
-        ),
-        eval=EvalStageConfig(latency_seq_len=128),
-    )
-
-
-PRESETS = {
-    "demo": _demo,
-    "tiny": _tiny,
-    "tiny-clm": _tiny_clm,
-    "demo-clm": _demo_clm,
-    "elm-small": lambda: _paper("elm-small"),
-    "elm-tiny": lambda: _paper("elm-tiny"),
-    "elm-micro": lambda: _paper("elm-micro"),
-}
-
-
-def preset(name: str) -> RunConfig:
-    try:
-        return PRESETS[name]()
-    except KeyError:
-        raise ConfigError(f"unknown run preset {name!r}; known: {', '.join(PRESETS)}") from None
-
-
 def load_config(path: str | Path) -> RunConfig:
     """Load a YAML run config; a ``preset:`` key starts from that preset and overrides fields."""
+    from elm_train.presets import preset  # the presets are built from this module
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
@@ -482,16 +416,17 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
     base = preset(data.pop("preset")).model_dump(mode="json") if "preset" in data else {}
     try:
-        return RunConfig.model_validate(_merge(base, data))
+        return RunConfig.model_validate(merge(base, data))
     except ValidationError as err:
         raise ConfigError(f"{path}: invalid run config:\n{err}") from err
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update``'s fields laid over it, nested sections merged field by field."""
     out = dict(base)
     for key, value in update.items():
         out[key] = (
-            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+            merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
         )
     return out
 

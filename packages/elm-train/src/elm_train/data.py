@@ -7,9 +7,6 @@ separator) so no compute is spent on padding. The masked family wraps each block
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +14,11 @@ import datasets
 from transformers import PreTrainedTokenizerBase
 
 from elm_train.config import DataConfig
+from elm_train.fsio import atomic_directory
+from elm_train.errors import ElmTrainError
 
 
-class DataError(ValueError):
+class DataError(ElmTrainError):
     """A corpus that cannot be read or is empty, naming the file or source."""
 
 
@@ -117,20 +116,10 @@ def _tokenise_until(
     return blocks
 
 
-def cache_key(cfg: DataConfig, tokenizer_name: str, masked: bool) -> str:
-    blob = json.dumps(
-        {"data": cfg.model_dump(mode="json"), "tok": tokenizer_name, "masked": masked}, sort_keys=True
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
 def build_blocks(
-    cfg: DataConfig, tokenizer: PreTrainedTokenizerBase, masked: bool, cache_dir: Path, tokenizer_name: str
+    cfg: DataConfig, tokenizer: PreTrainedTokenizerBase, masked: bool, target: Path
 ) -> datasets.DatasetDict:
-    """Tokenised, packed blocks per split; reuses ``cache_dir/<key>`` when it exists."""
-    target = cache_dir / f"blocks-{cache_key(cfg, tokenizer_name, masked)}"
-    if (target / "dataset_dict.json").is_file():
-        return datasets.load_from_disk(str(target))
+    """Tokenised, packed blocks per split, saved (atomically) as a DatasetDict at ``target``."""
     corpus = load_corpus(cfg)
     caps = {"train": cfg.max_train_blocks, "validation": cfg.max_valid_blocks, "test": None}
     splits: dict[str, datasets.Dataset] = {}
@@ -144,12 +133,17 @@ def build_blocks(
             )
         splits[split] = datasets.Dataset.from_dict({"input_ids": blocks})
     result = datasets.DatasetDict(splits)
-    tmp = target.with_name(target.name + ".tmp")
-    if tmp.exists():  # left by a run killed while writing
-        shutil.rmtree(tmp)
-    result.save_to_disk(str(tmp))
-    tmp.rename(target)
+    with atomic_directory(target) as tmp:
+        result.save_to_disk(str(tmp))
     return datasets.load_from_disk(str(target))
+
+
+def heldout_texts(cfg: DataConfig, limit: int | None) -> list[str]:
+    """The corpus's test split (PTB's standard one), else its validation split; the first
+    ``limit`` documents."""
+    corpus = load_corpus(cfg)
+    texts = corpus.get("test") or corpus["validation"]
+    return texts[:limit] if limit else texts
 
 
 def summary(blocks: datasets.DatasetDict) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from torch import nn
 from elm_distill import DistillationObjective, FeatureKind, Features, FeatureTaps
 from elm_space import BlockKind, Family, SearchSpace
 from elm_train.config import KDConfig
+from elm_train.teacher import teacher_layers, teacher_width
 
 
 def teacher_layers_for(num_student: int, num_teacher: int, layer_map: str | list[int]) -> list[int]:
@@ -54,7 +55,7 @@ def build_objective(
     vocabularies match. It is taken at T and multiplied by T squared (Hinton's scaling), which
     keeps its gradients comparable to the LM loss's whatever the temperature.
     """
-    loss = "pearson" if kd.hidden_loss == "pearson" else "mse"
+    loss = kd.hidden_loss
     teacher_layers = teacher_layers_for(space.num_layers, num_teacher_layers, kd.layer_map)
     terms: list[dict[str, Any]] = []
     for features, weight, projection in (
@@ -109,6 +110,16 @@ class TeacherFeatures:
     @property
     def num_layers(self) -> int:
         return self.taps.num_layers
+
+    @property
+    def width(self) -> int:
+        """The teacher's hidden size, which the distillation projections map to."""
+        return teacher_width(self.teacher)
+
+    @property
+    def config_layers(self) -> int:
+        """The layer count its config declares (the taps' count for the models we know)."""
+        return teacher_layers(self.teacher)
 
     @torch.no_grad()
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> Features:

@@ -6,7 +6,20 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+
+class MetricsSink(Protocol):
+    """Where the library's training loops report: anything with this one method."""
+
+    def log(self, stage: str, **values: Any) -> None: ...
+
+
+class NullMetrics:
+    """A sink that drops everything, for library use without a metrics file."""
+
+    def log(self, stage: str, **values: Any) -> None:
+        pass
 
 
 class MetricsLog:

@@ -12,10 +12,12 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from elm_train.errors import ElmTrainError
+
 BUILTIN_PREFIX = "builtin:"
 
 
-class TeacherError(ValueError):
+class TeacherError(ElmTrainError):
     """A teacher that cannot be found or loaded."""
 
 

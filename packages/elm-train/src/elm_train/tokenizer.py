@@ -18,6 +18,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2TokenizerFast, PreTrainedTokenizerFast
 
+from elm_train.errors import ElmTrainError
+
 EOS = "<|endoftext|>"
 """GPT-2's document separator; it is also the BOS (and the byte-level BPE never needs an UNK)."""
 PAD = "<|pad|>"
@@ -25,7 +27,7 @@ ENCODER_FILE = "encoder.json"
 MERGES_FILE = "vocab.bpe"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(ElmTrainError):
     """Tokenizer files that are missing or malformed, named with the file and the problem."""
 
 

@@ -1,27 +1,16 @@
-"""Stage 7a: evaluate the exported students and the teacher with elm-eval, the same code a user
-would run on any other checkpoint: LM perplexity on held-out text, and CPU latency.
-"""
+"""Evaluate: the exported students and the teacher, scored by elm-eval (the same code a user
+would run on any other checkpoint): LM perplexity on held-out text, and CPU latency."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import elm_eval
 from elm_eval import CausalLMConfig, LatencyConfig, MaskedLMConfig, MaskingConfig
-from elm_train.data import load_corpus
-from elm_train.run import Run
-from elm_train.stages import retrain as retrain_stage
-from elm_train.stages.tasks import RESULTS
+from elm_train.data import heldout_texts
 
-STAGE = "evaluate"
-
-
-def lm_texts(run: Run) -> list[str]:
-    """The corpus's test split (PTB's standard one), else its validation split."""
-    corpus = load_corpus(run.config.data)
-    texts = corpus.get("test") or corpus["validation"]
-    limit = run.config.eval.lm_documents
-    return texts[:limit] if limit else texts
+if TYPE_CHECKING:
+    from elm_train.pipeline.context import Run
 
 
 def causal_config(run: Run) -> CausalLMConfig:
@@ -38,24 +27,22 @@ def causal_config(run: Run) -> CausalLMConfig:
     )
 
 
-def run_stage(run: Run) -> dict[str, Any]:
+def execute(run: Run) -> dict[str, Any]:
     cfg = run.config.eval
-    out = run.stage_dir(RESULTS)
-    models = {name: str(retrain_stage.model_dir(run, name)) for name in retrain_stage.students(run)}
+    models = {name: str(info["model_dir"]) for name, info in run.students().items()}
     info: dict[str, Any] = {}
     if cfg.lm:
-        texts = lm_texts(run)
+        texts = heldout_texts(run.config.data, cfg.lm_documents)
         length = run.config.data.block_size
         # the causal teacher has an LM head, so it gets a perplexity too (MiniLM has none)
         lm_models = {"teacher": run.teacher_source, **models} if run.causal else models
         for name, path in lm_models.items():
             if run.causal:
-                config = causal_config(run)
-                result = elm_eval.causal_lm_perplexity(path, run.tokenizer, texts, config, name=name)
+                result = elm_eval.causal_lm_perplexity(path, run.tokenizer, texts, causal_config(run), name=name)
             else:
                 config = MaskedLMConfig(max_length=length, masking=MaskingConfig(seed=run.config.seed))
                 result = elm_eval.masked_lm_perplexity(path, run.tokenizer, texts, config, name=name)
-            elm_eval.write_result(result, out)
+            elm_eval.write_result(result, run.layout.results)
             info[f"{name}.perplexity"] = result.perplexity
     if cfg.latency:
         latency = LatencyConfig(
@@ -65,7 +52,6 @@ def run_stage(run: Run) -> dict[str, Any]:
         )
         for name, path in {"teacher": run.teacher_source, **models}.items():
             result = elm_eval.measure_latency(path, latency, name=name)
-            elm_eval.write_result(result, out)
+            elm_eval.write_result(result, run.layout.results)
             info[f"{name}.latency_ms"] = result.entries[0].stats.median_ms
-    run.mark_done(STAGE, info)
     return info

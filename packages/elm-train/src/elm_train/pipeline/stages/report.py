@@ -1,4 +1,4 @@
-"""Stage 7b: the run report: JSON for machines, Markdown for people, PNG plots for both.
+"""Report: the run report: JSON for machines, Markdown for people, PNG plots for both.
 
 The comparison table and the score-against-size plots are elm-eval's (the same report a user
 gets from ``elm-eval report``); this stage adds what only the pipeline knows: the supernet's
@@ -10,19 +10,16 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import elm_eval
 from elm_eval.plots import plot_loss_curves
 from elm_train import plots
 from elm_train.checkpoint import write_json_atomic
-from elm_train.run import Run
-from elm_train.stages import retrain as retrain_stage
-from elm_train.stages import supernet as supernet_stage
-from elm_train.stages.tasks import RESULTS
+from elm_train.supernet_training import WIDTHS_FILE
 
-STAGE = "report"
-ORDER = ("data", "teacher", "supernet", "search", "heads", "retrain", "tasks", "evaluate")
+if TYPE_CHECKING:
+    from elm_train.pipeline.context import Run
 
 
 def _curves(run: Run) -> dict[str, list[float]]:
@@ -35,10 +32,12 @@ def _curves(run: Run) -> dict[str, list[float]]:
     return {stage: [v for _, v in sorted(points.items())] for stage, points in curves.items()}
 
 
-def run_stage(run: Run) -> dict[str, Any]:
-    out = run.stage_dir(STAGE)
-    stages = {name: run.done_info(name) for name in ORDER if run.is_done(name)}
-    results = [elm_eval.load_result(p) for p in sorted((run.dir / RESULTS).glob("*.json"))]
+def execute(run: Run) -> dict[str, Any]:
+    from elm_train.pipeline.declarations import STAGES  # the declarations list this module
+
+    out = run.stage_dir("report")
+    stages = {s.name: run.done_info(s.name) for s in STAGES if s.name != "report" and run.is_done(s.name)}
+    results = [elm_eval.load_result(p) for p in sorted(run.layout.results.glob("*.json"))]
     files: dict[str, str] = {}
     if results:
         report = elm_eval.write_report(results, out / "comparison")
@@ -47,24 +46,21 @@ def run_stage(run: Run) -> dict[str, Any]:
     pretrain = {k: v for k, v in curves.items() if not k.startswith("tasks.")}
     if pretrain:
         files["loss_curves"] = str(plot_loss_curves(pretrain, out / "loss_curves.png"))
-    if run.is_done(supernet_stage.STAGE):
-        widths = supernet_stage.widths_history(run)
+    if run.is_done("supernet"):
+        widths = json.loads((run.layout.supernet_final / WIDTHS_FILE).read_text())
         files["width_growth"] = str(
             plots.width_growth(widths["history"], widths["kinds"], out / "width_growth.png")
         )
-    for name in ("progress.png", "pareto.png"):
-        source = run.dir / "search" / name
+    for name, source in run.layout.search_plots.items():
         if source.is_file():
-            shutil.copyfile(source, out / f"search_{name}")
-            files[f"search_{name[:-4]}"] = str(out / f"search_{name}")
+            shutil.copyfile(source, out / f"search_{name}.png")
+            files[f"search_{name}"] = str(out / f"search_{name}.png")
     summary_md = out / "comparison" / "summary.md"
     comparison = summary_md.read_text() if summary_md.is_file() else ""
     payload = {"name": run.config.name, "stages": stages, "files": files}
-    write_json_atomic(out / "report.json", payload)
-    (out / "report.md").write_text(markdown(run, stages, comparison, files))
-    info = {"report": str(out / "report.md"), "files": files}
-    run.mark_done(STAGE, info)
-    return info
+    write_json_atomic(run.layout.report_json, payload)
+    run.layout.report_markdown.write_text(markdown(run, stages, comparison, files))
+    return {"report": str(run.layout.report_markdown), "files": files}
 
 
 def markdown(run: Run, stages: dict[str, Any], comparison: str, files: dict[str, str]) -> str:
@@ -172,7 +168,7 @@ def perplexity_section(run: Run, perplexities: dict[str, float], stages: dict[st
         "|---|---|---|",
     ]
     retrained = stages.get("retrain", {})
-    order = ["teacher", *retrain_stage.STUDENTS]  # done.json sorts its keys; keep the natural order
+    order = ["teacher", *run.students()]  # done.json sorts its keys; keep the natural order
     for name, value in sorted(
         perplexities.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)
     ):
@@ -183,7 +179,3 @@ def perplexity_section(run: Run, perplexities: dict[str, float], stages: dict[st
             params, label = retrained.get(name, {}).get("params"), name
         lines.append(f"| {label} | {f'{params:,}' if params else '-'} | {value:.2f} |")
     return [*lines, ""]
-
-
-def load(run: Run) -> dict[str, Any]:
-    return json.loads((run.dir / STAGE / "report.json").read_text())

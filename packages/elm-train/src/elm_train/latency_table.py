@@ -7,7 +7,6 @@ predictor against whole models measured the same way (its error goes into the ru
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import torch
@@ -15,11 +14,10 @@ from torch import nn
 
 import elm_eval
 import elm_space
-from elm_search import BlockLatency, LatencyPredictor, LatencyTable
+from elm_search import BlockLatency, LatencyPredictor, LatencyTable, PredictorReport
 from elm_space import SearchSpace
 from elm_train.models import ElmModel, elm_config
 from elm_train.models.modeling_elm import ElmEmbeddings, make_block
-from elm_train.run import Run
 
 HELD_OUT = 5
 """Whole architectures measured to report the predictor's error."""
@@ -38,17 +36,15 @@ class _BlockProbe(nn.Module):
         ).hidden
 
 
-def measure_table(run: Run, space: SearchSpace) -> LatencyTable:
-    """Time every block shape the space offers; cached in ``search/latency_table.json``."""
-    path = run.stage_dir("search") / "latency_table.json"
-    if path.is_file():
-        return LatencyTable.load(path)
-    cfg = run.config.eval
-    batch, length = cfg.latency_batch_size, cfg.latency_seq_len
+def measure_table(
+    space: SearchSpace, batch: int, length: int, repeats: int, seed: int
+) -> tuple[LatencyTable, PredictorReport]:
+    """Time every block shape the space offers, and the table's predictor against
+    :data:`HELD_OUT` whole sampled models timed the same way."""
     template = elm_config(elm_space.sample(space, 0))
     hidden = torch.randn(batch, length, space.backbone.hidden_size)
     ids = torch.randint(space.backbone.vocab_size, (batch, length))
-    timing = {"repeats": cfg.latency_repeats, "warmup": 3}
+    timing = {"repeats": repeats, "warmup": 3}
     seen: dict[tuple[Any, ...], BlockLatency] = {}
     for layer in range(space.num_layers):
         for option in space.options(layer):
@@ -75,11 +71,8 @@ def measure_table(run: Run, space: SearchSpace) -> LatencyTable:
         embedding_ms=embedding.median_ms,
         blocks=tuple(seen.values()),
     )
-    table.save(path)
     measured = []
-    for arch in elm_space.sample_many(space, HELD_OUT, run.config.seed):
+    for arch in elm_space.sample_many(space, HELD_OUT, seed):
         model = ElmModel(elm_config(arch))
         measured.append((arch, elm_eval.measure_module_latency(model, ids, **timing).median_ms))
-    report = LatencyPredictor(table=table).report(measured)
-    (run.stage_dir("search") / "latency_predictor.json").write_text(json.dumps(report.model_dump(), indent=2))
-    return table
+    return table, LatencyPredictor(table=table).report(measured)

@@ -1,13 +1,20 @@
-"""Stage 3: train the supernet by distillation, one uniformly sampled path per step, with the
-dynamic dimension (PCA-ranked FFN growth at each epoch's end).
+"""Supernet distillation with the dynamic dimension (METHOD.md sections 2a and 4, step 1).
+
+One uniformly sampled path per optimizer step is distilled from the teacher; every
+``pca_every`` steps the sampled FFNs' pre-activations feed a PCA count, and at each epoch's end
+the candidates with the highest mean count grow by one increment. Everything comes in as
+arguments (space, teacher, data, settings, output directory, metrics sink), so this runs the same
+inside the pipeline and from a user's own script.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -16,16 +23,17 @@ import elm_space
 from elm_distill import DistillationObjective
 from elm_space import Architecture, Family, SearchSpace
 from elm_train import batches
-from elm_train import engine as dist
 from elm_train.checkpoint import write_json_atomic
-from elm_train.kd import build_objective, kind_eta, student_features, uses_logits
+from elm_train.config import DeepSpeedConfig, KDConfig, SupernetStageConfig
+from elm_train.kd import TeacherFeatures, build_objective, kind_eta, student_features, uses_logits
 from elm_train.loop import TrainLoop
+from elm_train.metrics import MetricsSink, NullMetrics
 from elm_train.models import ElmSupernet, GrowthRecord, HeadName, reset_optimizer_slices
 from elm_train.pca import PcaTracker, pca_count, real_tokens
-from elm_train.run import Run
-from elm_train.teacher import teacher_width
 
-STAGE = "supernet"
+WEIGHTS_FILE = "supernet.safetensors"
+SPACE_FILE = "space.json"
+WIDTHS_FILE = "widths.json"
 
 
 class SupernetKD(nn.Module):
@@ -79,11 +87,14 @@ class SupernetKD(nn.Module):
         return loss, terms, out.ffn_pre_activations
 
 
-def build(run: Run, space: SearchSpace, teacher_width: int, teacher_layers: int) -> SupernetKD:
-    torch.manual_seed(run.config.seed)
+def build_supernet_kd(
+    space: SearchSpace, kd: KDConfig, lm_weight: float, teacher_width: int, teacher_layers: int, seed: int
+) -> SupernetKD:
+    """A freshly initialised supernet (seeded) with its distillation objective."""
+    torch.manual_seed(seed)
     supernet = ElmSupernet(space)
-    objective = build_objective(run.config.supernet.kd, space, teacher_width, teacher_layers)
-    return SupernetKD(supernet, objective, run.config.supernet.lm_weight_for(run.causal))
+    objective = build_objective(kd, space, teacher_width, teacher_layers)
+    return SupernetKD(supernet, objective, lm_weight)
 
 
 def default_grow_count(space: SearchSpace, epochs: int) -> int:
@@ -92,33 +103,61 @@ def default_grow_count(space: SearchSpace, epochs: int) -> int:
     return max(1, space.num_layers * 3 * per_kind // epochs)
 
 
-class SupernetTraining(TrainLoop):
-    stage = STAGE
+def _widths(space: SearchSpace) -> list[list[int]]:
+    return [[c.ffn_width for c in layer] for layer in space.layers]
 
-    def __init__(self, run: Run, out_dir: Path) -> None:
-        cfg = run.config
-        self.run_ = run
-        self.cfg = cfg.supernet
-        self.space = run.initial_space
-        self.teacher = run.teacher_features
-        self.model = build(run, self.space, teacher_width(run.teacher), self.teacher.num_layers)
+
+class SupernetTraining(TrainLoop):
+    """The supernet's training loop; ``train()`` runs it (resuming from ``out_dir`` if it can)."""
+
+    stage = "supernet"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        teacher: TeacherFeatures,
+        train: datasets.Dataset,
+        settings: SupernetStageConfig,
+        deepspeed: DeepSpeedConfig,
+        *,
+        seed: int,
+        out_dir: Path,
+        metrics: MetricsSink | None = None,
+    ) -> None:
+        self.cfg = settings
+        self.space = space
+        self.teacher = teacher
+        causal = space.backbone.family is Family.CAUSAL
+        self.model = build_supernet_kd(
+            space, settings.kd, settings.lm_weight_for(causal), teacher.width, teacher.num_layers, seed
+        )
         self.tracker = PcaTracker()
-        self.widths = [_widths(self.space)]
+        self.widths = [_widths(space)]
         self.arch: Architecture | None = None
         super().__init__(
             self.model,
-            run.blocks["train"],
-            cfg.deepspeed,
-            self.cfg.optim,
-            cfg.seed,
+            train,
+            deepspeed,
+            settings.optim,
+            seed,
             out_dir,
-            run.metrics,
-            self.cfg.checkpoint_every,
+            metrics or NullMetrics(),
+            settings.checkpoint_every,
         )
 
     @property
     def supernet(self) -> ElmSupernet:
         return self.model.supernet
+
+    @property
+    def grown_pairs(self) -> int:
+        """(layer, candidate) FFNs wider now than at the start."""
+        return sum(
+            1
+            for a, b in zip(self.widths[0], self.widths[-1], strict=True)
+            for x, y in zip(a, b, strict=True)
+            if x != y
+        )
 
     def begin_step(self, step: int) -> None:
         self.arch = elm_space.sample(self.space, batches.step_rng(self.seed, "path", step))
@@ -207,49 +246,33 @@ class SupernetTraining(TrainLoop):
         self.widths = state["widths"]
 
 
-def _widths(space: SearchSpace) -> list[list[int]]:
-    return [[c.ffn_width for c in layer] for layer in space.layers]
+@dataclass(frozen=True)
+class TrainedSupernet:
+    """What supernet training leaves: the model (with its projections) and the grown space."""
+
+    model: SupernetKD
+    space: SearchSpace
+    widths: list[list[list[int]]]
+    """FFN widths per (layer, candidate) at the start and after each epoch."""
 
 
-def run_stage(run: Run) -> dict[str, Any]:
-    out = run.stage_dir(STAGE)
-    trainer = SupernetTraining(run, out)
-    history = trainer.run()
-    final = out / "final"
-    if dist.rank() == 0:
-        final.mkdir(exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in trainer.model.state_dict().items()}
-        save_file(state, str(final / "supernet.safetensors"))
-        elm_space.save(trainer.space, final / "space.json")
-        kinds = [c.kind.value for c in trainer.space.layers[0]]
-        write_json_atomic(final / "widths.json", {"history": trainer.widths, "kinds": kinds})
-    info = {
-        "world_size": dist.world_size(),
-        "steps": trainer.total_steps,
-        "final_loss": history[-1][1] if history else None,
-        "space_mean_params": elm_space.mean_params(trainer.space),
-        "grown_pairs": sum(
-            1
-            for a, b in zip(trainer.widths[0], trainer.widths[-1], strict=True)
-            for x, y in zip(a, b, strict=True)
-            if x != y
-        ),
-    }
-    run.mark_done(STAGE, info)
-    return info
+def save_supernet(trained: TrainedSupernet, directory: Path) -> None:
+    """Weights (safetensors), grown space and width history into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in trained.model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE))
+    elm_space.save(trained.space, directory / SPACE_FILE)
+    kinds = [c.kind.value for c in trained.space.layers[0]]
+    write_json_atomic(directory / WIDTHS_FILE, {"history": trained.widths, "kinds": kinds})
 
 
-def load_trained(run: Run) -> tuple[SupernetKD, SearchSpace]:
-    """The trained supernet (with its projections) and its grown space, from the run directory."""
-    final = run.dir / STAGE / "final"
-    run.done_info(STAGE)
-    space = elm_space.load(SearchSpace, final / "space.json")
-    teacher = run.teacher_features
-    model = build(run, space, teacher_width(run.teacher), teacher.num_layers)
-    model.load_state_dict(load_file(str(final / "supernet.safetensors")))
+def load_supernet(
+    directory: Path, kd: KDConfig, lm_weight: float, teacher_width: int, teacher_layers: int, seed: int
+) -> TrainedSupernet:
+    """A saved supernet, in eval mode; ``kd`` and the teacher's shape rebuild its projections."""
+    space = elm_space.load(SearchSpace, directory / SPACE_FILE)
+    model = build_supernet_kd(space, kd, lm_weight, teacher_width, teacher_layers, seed)
+    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     model.eval()
-    return model, space
-
-
-def widths_history(run: Run) -> dict[str, Any]:
-    return json.loads((run.dir / STAGE / "final" / "widths.json").read_text())
+    widths = json.loads((directory / WIDTHS_FILE).read_text())["history"]
+    return TrainedSupernet(model=model, space=space, widths=widths)

@@ -1,4 +1,4 @@
-"""Stage 5: choose each layer's head count by CKA between its heads (METHOD.md section 2b).
+"""Each layer's head count by CKA between its heads (METHOD.md section 2b).
 
 Heads whose attention contexts are more similar than the threshold to an earlier kept head are
 dropped (a set, so a head is never counted twice), and the count is lowered until it divides the
@@ -14,13 +14,7 @@ import torch
 
 from elm_distill import head_cka_matrix, per_head_features, redundant_heads
 from elm_space import Architecture
-from elm_train import batches
-from elm_train.checkpoint import write_json_atomic
-from elm_train.run import Run
-from elm_train.stages import search as search_stage
-from elm_train.stages import supernet as supernet_stage
-
-STAGE = "heads"
+from elm_train.supernet_training import SupernetKD
 
 
 def heads_after_pruning(num_heads: int, removed: int, width: int) -> int:
@@ -32,7 +26,7 @@ def heads_after_pruning(num_heads: int, removed: int, width: int) -> int:
 
 @torch.no_grad()
 def choose_heads(
-    model: supernet_stage.SupernetKD,
+    model: SupernetKD,
     arch: Architecture,
     val: list[dict[str, torch.Tensor]],
     threshold: float,
@@ -68,27 +62,3 @@ def choose_heads(
             }
         )
     return arch.with_heads(new_heads), report
-
-
-def run_stage(run: Run) -> dict[str, Any]:
-    out = run.stage_dir(STAGE)
-    arch = search_stage.best_architecture(run)
-    cfg = run.config.heads
-    if cfg.enabled:
-        model, _ = supernet_stage.load_trained(run)
-        val = batches.eval_batches(
-            run.blocks["validation"], run.config.deepspeed.micro_batch_size, cfg.batches
-        )
-        final, report = choose_heads(model, arch, val, cfg.cka_threshold)
-    else:
-        final, report = arch, []
-    (out / "architecture.json").write_text(final.model_dump_json(indent=2))
-    write_json_atomic(out / "cka.json", report)
-    info = {"before": arch.to_string(), "after": final.to_string(), "heads": [c.heads for c in final.layers]}
-    run.mark_done(STAGE, info)
-    return info
-
-
-def final_architecture(run: Run) -> Architecture:
-    run.done_info(STAGE)
-    return Architecture.model_validate_json((run.dir / STAGE / "architecture.json").read_text())

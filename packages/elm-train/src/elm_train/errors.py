@@ -1,0 +1,9 @@
+"""The one base class of the errors elm-train raises for bad input.
+
+The ``elm-train`` command catches this class (and pydantic's ValidationError) and prints the
+message on one line; anything else is a bug in the toolkit and keeps its traceback.
+"""
+
+
+class ElmTrainError(ValueError):
+    """A config, file, corpus, teacher or run directory that cannot be used, named with the reason."""

@@ -1,0 +1,143 @@
+"""Where every artifact of a run directory lives, named once.
+
+Stages, the runner, the report and the tests find files through a :class:`RunLayout`, never by
+joining path strings of their own, so the directory's shape can be read (and changed) here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DONE_FILE = "done.json"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    # --- the run as a whole ----------------------------------------------------------------
+    @property
+    def config(self) -> Path:
+        """The config the run was started with; a resume must match it."""
+        return self.root / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / stage
+
+    def done_marker(self, stage: str) -> Path:
+        """Written last by a finished stage, with what the stage reports."""
+        return self.stage_dir(stage) / DONE_FILE
+
+    def training_dir(self, stage: str, *parts: str) -> Path:
+        """Where a training loop keeps its checkpoints."""
+        return self.stage_dir(stage).joinpath(*parts)
+
+    # --- data --------------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Path:
+        """The run's tokenizer (trained, built from files, or the teacher's), saved by the data stage."""
+        return self.root / "tokenizer"
+
+    @property
+    def blocks(self) -> Path:
+        """The packed training and held-out blocks (an Arrow DatasetDict)."""
+        return self.stage_dir("data") / "blocks"
+
+    # --- teacher -----------------------------------------------------------------------------
+    @property
+    def teacher_model(self) -> Path:
+        """A stand-in teacher trained by the teacher stage."""
+        return self.stage_dir("teacher") / "model"
+
+    @property
+    def teacher_training(self) -> Path:
+        return self.stage_dir("teacher") / "training.json"
+
+    # --- supernet ----------------------------------------------------------------------------
+    @property
+    def supernet_final(self) -> Path:
+        """The trained supernet: weights, grown space and width history."""
+        return self.stage_dir("supernet") / "final"
+
+    # --- search ------------------------------------------------------------------------------
+    @property
+    def search_state(self) -> Path:
+        return self.stage_dir("search") / "state.json"
+
+    @property
+    def search_result(self) -> Path:
+        return self.stage_dir("search") / "result.json"
+
+    @property
+    def search_architecture(self) -> Path:
+        return self.stage_dir("search") / "architecture.json"
+
+    @property
+    def search_plots(self) -> dict[str, Path]:
+        return {name: self.stage_dir("search") / f"{name}.png" for name in ("progress", "pareto")}
+
+    @property
+    def latency_table(self) -> Path:
+        return self.stage_dir("search") / "latency_table.json"
+
+    @property
+    def latency_predictor(self) -> Path:
+        return self.stage_dir("search") / "latency_predictor.json"
+
+    # --- heads -------------------------------------------------------------------------------
+    @property
+    def heads_architecture(self) -> Path:
+        return self.stage_dir("heads") / "architecture.json"
+
+    @property
+    def heads_cka(self) -> Path:
+        return self.stage_dir("heads") / "cka.json"
+
+    # --- retrain -----------------------------------------------------------------------------
+    @property
+    def students(self) -> Path:
+        """The students the retrain stage trains: architecture and initialisation of each."""
+        return self.stage_dir("retrain") / "students.json"
+
+    def student_dir(self, name: str) -> Path:
+        return self.stage_dir("retrain") / name
+
+    def student_model(self, name: str) -> Path:
+        """A retrained student, exported with save_pretrained (weights, config, tokenizer)."""
+        return self.student_dir(name) / "model"
+
+    # --- tasks and evaluation ----------------------------------------------------------------
+    def task_dir(self, task: str) -> Path:
+        return self.stage_dir("tasks") / task
+
+    def task_model(self, task: str, who: str) -> Path:
+        return self.task_dir(task) / who
+
+    def task_loss_curve(self, task: str, who: str) -> Path:
+        return self.task_dir(task) / f"{who}-loss.json"
+
+    def task_training(self, task: str, who: str) -> Path:
+        return self.task_dir(task) / f"{who}-train"
+
+    @property
+    def results(self) -> Path:
+        """Every elm-eval result file of the run (tasks, perplexity, latency), read by the report."""
+        return self.root / "results"
+
+    # --- report ------------------------------------------------------------------------------
+    @property
+    def report_dir(self) -> Path:
+        return self.stage_dir("report")
+
+    @property
+    def report_json(self) -> Path:
+        return self.report_dir / "report.json"
+
+    @property
+    def report_markdown(self) -> Path:
+        return self.report_dir / "report.md"

@@ -1,0 +1,39 @@
+"""Data: the run's tokenizer (trained, built from GPT-2's files, or the teacher's) and the corpus
+cut into token blocks, both saved in the run directory for every later stage."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from elm_train import data, teacher, tokenizer
+from elm_train.fsio import atomic_directory
+
+if TYPE_CHECKING:
+    from elm_train.pipeline.context import Run
+
+
+def _save_tokenizer(run: Run) -> None:
+    cfg = run.config
+    source = cfg.tokenizer_source
+    if source == "gpt2-files":
+        assert cfg.tokenizer.files is not None  # the config's validator says so
+        built = tokenizer.gpt2_from_files(cfg.tokenizer.files)
+    elif source == "teacher":
+        built = teacher.load_tokenizer(str(cfg.teacher.tokenizer or cfg.teacher.name_or_path))
+    else:
+        texts = data.load_corpus(cfg.data)["train"]
+        built = tokenizer.train_bpe(texts, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency)
+    with atomic_directory(run.layout.tokenizer) as tmp:
+        built.save_pretrained(tmp)
+
+
+def execute(run: Run) -> dict[str, Any]:
+    if not (run.layout.tokenizer / "tokenizer_config.json").is_file():
+        _save_tokenizer(run)
+    if not (run.layout.blocks / "dataset_dict.json").is_file():
+        data.build_blocks(run.config.data, run.tokenizer, not run.causal, run.layout.blocks)
+    return {
+        "splits": data.summary(run.blocks),
+        "tokenizer": run.tokenizer_name,
+        "tokenizer_vocab": len(run.tokenizer),
+    }

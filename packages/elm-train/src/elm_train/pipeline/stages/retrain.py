@@ -1,0 +1,85 @@
+"""Retrain: the found architecture and the hand-designed baseline, extracted from the supernet
+and trained by the same loop, budget and losses (:mod:`elm_train.retraining`).
+
+The students are recorded in ``retrain/students.json`` before training, so the later stages
+read which models exist instead of re-deriving them; each student's result is recorded after
+its model is exported, so a resumed run keeps every student's final loss.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import elm_space
+from elm_train import engine as dist
+from elm_train.checkpoint import write_json_atomic
+from elm_train.fsio import atomic_directory
+from elm_train.retraining import Retraining, baseline_architecture, build_student
+
+if TYPE_CHECKING:
+    from elm_train.pipeline.context import Run
+
+
+def _record_students(run: Run) -> None:
+    found = run.architecture(run.layout.heads_architecture)
+    init = run.config.retrain.init
+    students = {"found": found}
+    if run.config.baseline.enabled:
+        grown = run.grown_space()
+        students["baseline"] = baseline_architecture(grown, elm_space.count_params(found))
+    record = {
+        name: {"architecture": arch.model_dump(mode="json"), "init": init} for name, arch in students.items()
+    }
+    write_json_atomic(run.layout.students, {"order": list(students), "students": record})
+
+
+def _retrain(run: Run, name: str, student_info: dict[str, Any]) -> dict[str, Any]:
+    cfg = run.config
+    arch, init = student_info["architecture"], student_info["init"]
+    teacher = run.teacher_features
+    student, objective = build_student(
+        run.trained_supernet().model, arch, init, cfg.retrain.kd, teacher.width, teacher.config_layers, cfg.seed
+    )
+    trainer = Retraining(
+        name,
+        student,
+        objective,
+        teacher,
+        run.blocks["train"],
+        cfg.retrain,
+        cfg.deepspeed,
+        tokenizer=run.tokenizer,
+        seed=cfg.seed,
+        out_dir=run.layout.student_dir(name),
+        metrics=run.metrics,
+        checkpoint_every=cfg.supernet.checkpoint_every,
+    )
+    history = trainer.run()
+    result = {
+        "architecture": arch.to_string(),
+        "params": elm_space.count_params(arch),
+        "init": init,
+        "final_loss": history[-1][1],
+    }
+    if dist.rank() == 0:
+        with atomic_directory(student_info["model_dir"]) as tmp:
+            trainer.model.student.save_pretrained(tmp)
+            run.tokenizer.save_pretrained(tmp)
+        write_json_atomic(run.layout.student_dir(name) / "result.json", result)
+    dist.barrier()
+    return result
+
+
+def execute(run: Run) -> dict[str, Any]:
+    run.stage_dir("retrain")
+    if dist.rank() == 0 and not run.layout.students.is_file():
+        _record_students(run)
+    dist.barrier()
+    info: dict[str, Any] = {}
+    for name, student in run.students().items():
+        done = run.layout.student_dir(name) / "result.json"
+        info[name] = json.loads(done.read_text()) if done.is_file() else _retrain(run, name, student)
+    if "baseline" in info:
+        info["baseline"]["within_budget"] = info["baseline"]["params"] <= info["found"]["params"]
+    return info

@@ -1,0 +1,62 @@
+"""Search: the registered searcher over the trained supernet's grown space, scored by
+:class:`~elm_train.fitness.SupernetFitness`. The state is written after every generation, so a
+killed search resumes without re-evaluating."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import elm_search
+from elm_search import LatencyTable, Objective
+from elm_space import SearchSpace
+from elm_train import batches
+from elm_train.fitness import SupernetFitness
+from elm_train.latency_table import measure_table
+from elm_train.searching import constraints, search_space, with_size_front
+
+if TYPE_CHECKING:
+    from elm_train.pipeline.context import Run
+
+
+def _latency_table(run: Run, space: SearchSpace) -> LatencyTable:
+    """The measured per-block table, cached in the run directory; its predictor's error beside it."""
+    if run.layout.latency_table.is_file():
+        return LatencyTable.load(run.layout.latency_table)
+    cfg = run.config.eval
+    table, report = measure_table(
+        space, cfg.latency_batch_size, cfg.latency_seq_len, cfg.latency_repeats, run.config.seed
+    )
+    table.save(run.layout.latency_table)
+    run.layout.latency_predictor.write_text(json.dumps(report.model_dump(), indent=2))
+    return table
+
+
+def execute(run: Run) -> dict[str, Any]:
+    cfg = run.config
+    run.stage_dir("search")
+    trained = run.trained_supernet()
+    space = trained.space
+    val = batches.eval_batches(
+        run.blocks["validation"], cfg.deepspeed.micro_batch_size, cfg.search.valid_batches
+    )
+    fitness = SupernetFitness(trained.model, run.teacher_features, val)
+    objective = Objective(fitness.name, fitness, maximize=fitness.maximize)
+    table = _latency_table(run, space) if cfg.search.latency_budget_ms else None
+    found = constraints(space, cfg.search, cfg.data.block_size, table)
+    result = search_space(space, objective, cfg.search, cfg.seed, found, run.layout.search_state)
+    result.save(run.layout.search_result)
+    plots = run.layout.search_plots
+    elm_search.plot_progress(result, plots["progress"])
+    elm_search.plot_pareto(with_size_front(result), plots["pareto"], x="params", y=fitness.name)
+    assert result.best is not None
+    best = result.best
+    run.layout.search_architecture.write_text(best.architecture.model_dump_json(indent=2))
+    return {
+        "architecture": best.architecture.to_string(),
+        "hash": best.hash,
+        fitness.name: best.values[fitness.name],
+        "params": best.params,
+        "evaluations": result.evaluations,
+        "stop_reason": result.stop_reason,
+    }

@@ -1,0 +1,180 @@
+"""Named run configs: the embedded demos, the test sizes and the paper's settings.
+
+Each preset is a plain :class:`~elm_train.config.RunConfig`; a YAML config can start from one with
+``preset: NAME`` and override any field.
+"""
+
+from __future__ import annotations
+
+from elm_train.config import (
+    ConfigError,
+    DataConfig,
+    DeepSpeedConfig,
+    DynamicConfig,
+    EvalStageConfig,
+    HeadsStageConfig,
+    OptimConfig,
+    RetrainStageConfig,
+    RunConfig,
+    SearchStageConfig,
+    SupernetStageConfig,
+    TaskStageConfig,
+    TeacherConfig,
+    TeacherTrainConfig,
+    TokenizerConfig,
+    merge,
+)
+
+
+def _demo() -> RunConfig:
+    """The embedded default: PTB, the MiniLM-L6 teacher, tweet sentiment; about 9 min on 2 cores."""
+    return RunConfig(
+        name="demo",
+        data=DataConfig(block_size=64, max_train_blocks=6400, max_valid_blocks=128),
+        deepspeed=DeepSpeedConfig(micro_batch_size=16),
+        supernet=SupernetStageConfig(
+            optim=OptimConfig(lr=5e-4, epochs=3, max_steps_per_epoch=200),
+            dynamic=DynamicConfig(pca_every=10, grow_per_epoch=4),
+        ),
+        search=SearchStageConfig(
+            generations=10,
+            population=16,
+            options={"parents": 4, "mutations": 6, "crossovers": 6, "mutation_prob": 0.25},
+            valid_batches=4,
+        ),
+        heads=HeadsStageConfig(batches=4),
+        retrain=RetrainStageConfig(optim=OptimConfig(lr=5e-4, epochs=1, max_steps_per_epoch=400)),
+        tasks=TaskStageConfig(
+            max_train_examples=1500,
+            max_eval_examples=500,
+            teacher_epochs=1,
+            optim=OptimConfig(lr=2e-4, epochs=2),
+        ),
+        eval=EvalStageConfig(lm_documents=500),
+    )
+
+
+def _tiny() -> RunConfig:
+    """Test size: a few dozen steps per stage on a tiny space; minutes on two cores."""
+    small_optim = {"epochs": 1, "max_steps_per_epoch": 6, "lr": 1e-3}
+    return RunConfig(
+        name="tiny",
+        space="tiny",
+        space_overrides={"max_positions": 32},
+        data=DataConfig(block_size=32, max_train_blocks=96, max_valid_blocks=16),
+        deepspeed=DeepSpeedConfig(micro_batch_size=8),
+        supernet=SupernetStageConfig(
+            optim=OptimConfig(epochs=2, max_steps_per_epoch=6, lr=1e-3),
+            dynamic=DynamicConfig(pca_every=2, grow_per_epoch=2),
+            checkpoint_every=4,
+        ),
+        search=SearchStageConfig(
+            generations=2,
+            population=6,
+            options={"parents": 2, "mutations": 2, "crossovers": 2, "mutation_prob": 0.25},
+            valid_batches=1,
+        ),
+        retrain=RetrainStageConfig(optim=OptimConfig(**small_optim)),
+        tasks=TaskStageConfig(
+            max_train_examples=64, max_eval_examples=32, max_seq_length=32, optim=OptimConfig(**small_optim)
+        ),
+        eval=EvalStageConfig(latency_seq_len=32, lm_documents=50, latency_repeats=3),
+    )
+
+
+def _tiny_clm() -> RunConfig:
+    """``tiny`` for the causal family: a small trained BPE and a stand-in teacher of a few steps."""
+    teacher_optim = {"epochs": 1, "max_steps_per_epoch": 8, "lr": 3e-3}
+    causal = {
+        "name": "tiny-clm",
+        "space_overrides": {"family": "causal", "type_vocab_size": 0},
+        "tokenizer": {"source": "bpe", "vocab_size": 400},
+        "teacher": {
+            "name_or_path": None,
+            "train": {"layers": 2, "hidden": 32, "heads": 2, "dropout": 0.0, "optim": teacher_optim},
+        },
+        "tasks": {"tasks": []},
+        "eval": {"lm_documents": 20},
+    }
+    return RunConfig.model_validate(merge(_tiny().model_dump(mode="json"), causal))
+
+
+def _demo_clm() -> RunConfig:
+    """The causal demo: PTB, an 8k byte-level BPE and a stand-in GPT-2 teacher trained first."""
+    return RunConfig(
+        name="demo-clm",
+        space="demo-clm",
+        data=DataConfig(block_size=64, max_valid_blocks=128),
+        tokenizer=TokenizerConfig(source="bpe", vocab_size=8000),
+        teacher=TeacherConfig(
+            name_or_path=None,
+            train=TeacherTrainConfig(
+                layers=4,
+                hidden=256,
+                heads=4,
+                dropout=0.0,
+                optim=OptimConfig(lr=1e-3, epochs=1, max_steps_per_epoch=900),
+            ),
+        ),
+        deepspeed=DeepSpeedConfig(micro_batch_size=16),
+        supernet=SupernetStageConfig(
+            optim=OptimConfig(lr=1e-3, epochs=2, max_steps_per_epoch=250),
+            dynamic=DynamicConfig(pca_every=10, grow_per_epoch=4),
+        ),
+        search=SearchStageConfig(
+            generations=8,
+            population=16,
+            options={"parents": 4, "mutations": 6, "crossovers": 6, "mutation_prob": 0.25},
+            valid_batches=4,
+        ),
+        heads=HeadsStageConfig(batches=4),
+        retrain=RetrainStageConfig(optim=OptimConfig(lr=1e-3, epochs=1, max_steps_per_epoch=400)),
+        tasks=TaskStageConfig(tasks=[]),
+        eval=EvalStageConfig(lm_documents=None),
+    )
+
+
+def _paper(space: str) -> RunConfig:
+    """The paper's settings (METHOD.md section 4): BERT-base teacher, Wikipedia + BookCorpus, GLUE."""
+    return RunConfig(
+        name=space,
+        space=space,
+        data=DataConfig(source="hub", hub_id="wikimedia/wikipedia", hub_config="20231101.en", block_size=128),
+        teacher=TeacherConfig(name_or_path="bert-base-uncased"),
+        deepspeed=DeepSpeedConfig(micro_batch_size=64, gradient_accumulation_steps=4, precision="bf16"),
+        supernet=SupernetStageConfig(optim=OptimConfig(lr=1e-4, epochs=10), checkpoint_every=1000),
+        search=SearchStageConfig(
+            generations=40,
+            population=50,
+            options={"parents": 10, "mutations": 25, "crossovers": 25, "mutation_prob": 0.1},
+            valid_batches=50,
+        ),
+        retrain=RetrainStageConfig(optim=OptimConfig(lr=1e-4, epochs=10)),
+        tasks=TaskStageConfig(
+            tasks=["mnli", "qqp", "qnli", "sst2", "cola", "stsb", "mrpc", "rte"],
+            max_train_examples=None,
+            max_eval_examples=None,
+            max_seq_length=128,
+            teacher_epochs=3,
+            teacher_lr=3e-5,
+            optim=OptimConfig(lr=5e-5, epochs=10),
+        ),
+        eval=EvalStageConfig(latency_seq_len=128),
+    )
+
+
+PRESETS = {
+    "demo": _demo,
+    "tiny": _tiny,
+    "tiny-clm": _tiny_clm,
+    "demo-clm": _demo_clm,
+    "elm-small": lambda: _paper("elm-small"),
+    "elm-tiny": lambda: _paper("elm-tiny"),
+    "elm-micro": lambda: _paper("elm-micro"),
+}
+
+
+def preset(name: str) -> RunConfig:
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ConfigError(f"preset: unknown run preset {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name]()

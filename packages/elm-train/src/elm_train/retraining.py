@@ -1,0 +1,176 @@
+"""Retraining a chosen subnet by distillation (METHOD.md section 4, step 5a), and the
+hand-designed baseline it is compared with.
+
+A student is extracted from the supernet with its weights (or built from scratch) and trained
+with hidden-state distillation plus a language-modelling loss (masked tokens for the masked
+family, next tokens for the causal one), which trains the LM head the perplexity evaluation
+reads. The baseline is all BERT blocks of one width and one head count, the widest such path of
+the space that fits in the found model's parameter count, so a comparison isolates the searched
+architecture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import datasets
+import torch
+from torch import nn
+from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
+
+import elm_space
+from elm_distill import DistillationObjective
+from elm_space import Architecture, BlockKind, Family, SearchSpace
+from elm_train.config import DeepSpeedConfig, KDConfig, RetrainStageConfig
+from elm_train.kd import TeacherFeatures, build_objective, student_features
+from elm_train.loop import TrainLoop
+from elm_train.metrics import MetricsSink, NullMetrics
+from elm_train.models import ElmPreTrainedModel, ElmSupernet
+from elm_train.supernet_training import SupernetKD
+
+Init = Literal["supernet", "scratch"]
+
+
+class StudentKD(nn.Module):
+    """A static student with its LM head and the distillation projections."""
+
+    def __init__(
+        self, student: ElmPreTrainedModel, objective: DistillationObjective, lm_weight: float
+    ) -> None:
+        super().__init__()
+        self.student = student
+        self.objective = objective
+        self.lm_weight = lm_weight
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor, teacher: Any
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        out = self.student(
+            input_ids=input_ids, attention_mask=attention_mask, labels=labels, output_hidden_states=True
+        )
+        kd = self.objective(student_features(out), teacher, attention_mask)
+        logs = {**kd.as_floats(), "lm": float(out.loss.detach())}
+        logs.pop("total")
+        return kd.total + self.lm_weight * out.loss, logs
+
+
+def narrowed_space(space: SearchSpace, choices: Sequence[elm_space.LayerChoice]) -> SearchSpace:
+    """``space`` with each chosen candidate cut to the chosen FFN width.
+
+    Growth keeps a candidate's trained slices in front, so a grown candidate read at a narrower
+    width is that candidate's leading (trained) part, which the supernet extracts like any path.
+    """
+    layers = [list(layer) for layer in space.layers]
+    for i, choice in enumerate(choices):
+        layers[i][choice.candidate] = layers[i][choice.candidate].model_copy(
+            update={"ffn_width": choice.ffn_width}
+        )
+    return space.model_copy(update={"layers": tuple(tuple(layer) for layer in layers)})
+
+
+def baseline_architecture(space: SearchSpace, budget: int) -> Architecture:
+    """All-BERT path of one FFN width (and the most heads offered), the largest within ``budget``.
+
+    Any width some layer offers is tried: a layer without that exact width takes its narrowest
+    BERT candidate at least that wide, read at that width (see :func:`narrowed_space`). When no
+    all-BERT path fits (a found model of cheap MobileBERT blocks can be smaller than any of
+    them), the smallest is returned and the report says the baseline is over budget.
+    """
+    bert = [
+        [(c.ffn_width, j, c) for j, c in enumerate(layer) if c.kind is BlockKind.BERT]
+        for layer in space.layers
+    ]
+    if not all(bert):
+        raise ValueError(f"space {space.name!r} has a layer without BERT blocks; no all-BERT baseline exists")
+    offered = set().union(*({width for width, _, _ in layer} for layer in bert))
+    paths = []
+    for width in sorted(offered):
+        fits = [[entry for entry in layer if entry[0] >= width] for layer in bert]
+        if not all(fits):
+            continue
+        choices = [
+            elm_space.LayerChoice(candidate=j, kind=BlockKind.BERT, ffn_width=width, heads=max(cand.heads))
+            for _, j, cand in (min(layer, key=lambda e: (e[0], -e[1])) for layer in fits)
+        ]
+        paths.append(narrowed_space(space, choices).architecture(choices))
+    fitting = [a for a in paths if elm_space.count_params(a) <= budget]
+    return max(fitting, key=elm_space.count_params) if fitting else min(paths, key=elm_space.count_params)
+
+
+def build_student(
+    supernet: SupernetKD,
+    arch: Architecture,
+    init: Init,
+    kd: KDConfig,
+    teacher_width: int,
+    teacher_layers: int,
+    seed: int,
+) -> tuple[ElmPreTrainedModel, DistillationObjective]:
+    """The student with its LM head and its objective (``kd``'s terms).
+
+    From supernet weights it also keeps the supernet's trained projections, which its hidden
+    states were distilled through. ``supernet`` is narrowed to ``arch`` in place, so pass a
+    freshly loaded one per student.
+    """
+    space = supernet.supernet.space
+    head = "causal_lm" if space.backbone.family is Family.CAUSAL else "masked_lm"
+    objective = build_objective(kd, space, teacher_width, teacher_layers)
+    if init == "supernet":
+        supernet.supernet.space = narrowed_space(space, arch.layers)  # a fresh copy: the baseline may cut
+        student = supernet.supernet.extract(arch, head=head)
+        objective.load_state_dict(supernet.objective.state_dict())
+    else:
+        torch.manual_seed(seed)
+        scratch = ElmSupernet(narrowed_space(space, arch.layers), supernet.supernet.settings)
+        student = scratch.extract(arch, head=head)
+    return student.train(), objective
+
+
+class Retraining(TrainLoop):
+    """Distillation plus LM loss for one static student; ``train()`` runs it."""
+
+    def __init__(
+        self,
+        name: str,
+        student: ElmPreTrainedModel,
+        objective: DistillationObjective,
+        teacher: TeacherFeatures,
+        train: datasets.Dataset,
+        settings: RetrainStageConfig,
+        deepspeed: DeepSpeedConfig,
+        *,
+        tokenizer: PreTrainedTokenizerBase,
+        seed: int,
+        out_dir: Path,
+        metrics: MetricsSink | None = None,
+        checkpoint_every: int = 50,
+    ) -> None:
+        self.stage = f"retrain.{name}"
+        self.teacher = teacher
+        self.collator = (
+            None
+            if student.config.is_causal
+            else DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
+        )
+        self.model = StudentKD(student, objective, settings.lm_weight)
+        super().__init__(
+            self.model,
+            train,
+            deepspeed,
+            settings.optim,
+            seed,
+            out_dir,
+            metrics or NullMetrics(),
+            checkpoint_every,
+        )
+
+    def micro_loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        input_ids, mask = batch["input_ids"], batch["attention_mask"]
+        if self.collator is None:
+            labels = input_ids.masked_fill(mask == 0, -100)
+        else:
+            masked = self.collator.torch_call([{"input_ids": row} for row in input_ids.tolist()])
+            input_ids, labels = masked["input_ids"], masked["labels"]
+        return self.engine(input_ids, mask, labels, self.teacher(input_ids, mask))
