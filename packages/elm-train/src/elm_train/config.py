@@ -405,6 +405,7 @@ class RunConfig(_Section):
 def load_config(path: str | Path) -> RunConfig:
     """Load a YAML run config; a ``preset:`` key starts from that preset and overrides fields."""
     from elm_train.presets import preset  # the presets are built from this module
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
@@ -421,13 +422,17 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path}: invalid run config:\n{err}") from err
 
 
+WHOLE_VALUES = frozenset({"options", "logits_params", "space_overrides"})
+"""Free-form mappings that a config replaces whole instead of merging field by field: an
+algorithm's options, say, belong to one algorithm, so another algorithm's must not leak in."""
+
+
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """``base`` with ``update``'s fields laid over it, nested sections merged field by field."""
     out = dict(base)
     for key, value in update.items():
-        out[key] = (
-            merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        )
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict) and key not in WHOLE_VALUES
+        out[key] = merge(out[key], value) if nested else value
     return out
 
 

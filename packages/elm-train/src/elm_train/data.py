@@ -14,8 +14,8 @@ import datasets
 from transformers import PreTrainedTokenizerBase
 
 from elm_train.config import DataConfig
-from elm_train.fsio import atomic_directory
 from elm_train.errors import ElmTrainError
+from elm_train.fsio import atomic_directory
 
 
 class DataError(ElmTrainError):

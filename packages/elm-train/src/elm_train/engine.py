@@ -1,7 +1,7 @@
 """DeepSpeed engine set-up that works the same in one plain process, under torchrun, and on GPUs.
 
 One process without a launcher has no process group, and DeepSpeed would then look for MPI; we
-start a single-rank gloo group on a file store instead (no port needed). On CPU, DeepSpeed
+start a single-rank gloo group on an in-memory store instead (no port, no temporary files). On CPU, DeepSpeed
 JIT-compiles a shared-memory all-reduce op at start-up (about 46 s here) that a single process
 never uses and that a couple of CPU ranks gain nothing from, so that build is skipped on CPU.
 """
@@ -11,9 +11,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,10 +41,11 @@ def init_distributed() -> None:
     os.environ.setdefault("LOCAL_RANK", "0")
     os.environ.setdefault("RANK", "0")
     os.environ.setdefault("WORLD_SIZE", "1")
-    store = Path(tempfile.mkdtemp(prefix="elm-dist-")) / "store"
+    # one rank needs no rendezvous: an in-memory store leaves nothing behind (a file store's
+    # temporary directory outlived every process)
     torch.distributed.init_process_group(
         backend="nccl" if torch.cuda.is_available() else "gloo",
-        init_method=f"file://{store}",
+        store=torch.distributed.HashStore(),
         rank=0,
         world_size=1,
     )
@@ -66,6 +65,35 @@ def rank() -> int:
 def barrier() -> None:
     if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
         torch.distributed.barrier()
+
+
+def _multi_process() -> bool:
+    return torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
+
+
+def _comm_device() -> torch.device:
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` on every rank (plain data: it is pickled between our own ranks)."""
+    if not _multi_process():
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=src, device=_comm_device())
+    return box[0]
+
+
+def ranks_where(flag: bool) -> list[int]:
+    """The ranks on which ``flag`` is true (a collective: every rank must call)."""
+    if not _multi_process():
+        return [rank()] if flag else []
+    votes = torch.zeros(world_size(), dtype=torch.int32, device=_comm_device())
+    votes[rank()] = int(flag)
+    torch.distributed.all_reduce(votes)
+    return [r for r, v in enumerate(votes.tolist()) if v]
 
 
 def deepspeed_config(ds: DeepSpeedConfig) -> dict[str, Any]:
@@ -118,4 +146,7 @@ def build_engine(
     engine, optimizer, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(ds)
     )
+    from elm_train import safe_load
+
+    safe_load.install(engine)  # its checkpoints are read without unpickling arbitrary objects
     return engine, optimizer, scheduler

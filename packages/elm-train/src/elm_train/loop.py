@@ -3,10 +3,15 @@
 A stage subclasses :class:`TrainLoop` and says what one micro-batch's loss is; the loop does the
 rest. The loop is written to be read top to bottom (in the spirit of nanoGPT's): resume, then for
 each step sample the micro-batches, back-propagate through the engine, step, log, checkpoint.
+
+A non-finite loss (NaN or inf, on any rank) stops the stage with :class:`NonFiniteLossError`
+before it is back-propagated, so nothing it touched is ever checkpointed; resuming starts again
+from the last checkpoint.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 from pathlib import Path
@@ -19,10 +24,45 @@ from tqdm.auto import tqdm
 from elm_train import batches, checkpoint
 from elm_train import engine as dist
 from elm_train.config import DeepSpeedConfig, OptimConfig
+from elm_train.errors import ElmTrainError
 from elm_train.metrics import MetricsLog
 
 CRASH_ENV = "ELM_TRAIN_CRASH_AFTER_STEP"
 """Fault injection for resume tests: the process SIGKILLs itself after finishing this step."""
+
+
+class NonFiniteLossError(ElmTrainError):
+    """Training produced a NaN or infinite loss; the message names the stage, step and loss terms."""
+
+    def __init__(
+        self,
+        stage: str,
+        step: int,
+        micro: int,
+        loss: float,
+        terms: dict[str, Any],
+        ranks: list[int] | None = None,
+        last_checkpoint: str | None = None,
+    ) -> None:
+        self.stage, self.step, self.micro, self.loss, self.terms = stage, step, micro, loss, terms
+        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in {"loss": loss, **terms}.items())
+        where = f" on rank(s) {', '.join(map(str, ranks))}" if ranks and ranks != [0] else ""
+        resume = (
+            f"the last checkpoint, {last_checkpoint}, is intact"
+            if last_checkpoint
+            else "no checkpoint was written"
+        )
+        super().__init__(
+            f"{stage}: non-finite loss at step {step} (micro-batch {micro}){where}: {shown}. "
+            f"Training stopped before this loss was back-propagated; {resume}. Lower the learning rate "
+            "or enable gradient clipping (deepspeed.gradient_clipping), check the data, then resume."
+        )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = float(value.detach())
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 class TrainLoop:
@@ -39,6 +79,7 @@ class TrainLoop:
         metrics: MetricsLog,
         checkpoint_every: int = 50,
         pad_id: int = 0,
+        keep_checkpoints: int = 2,
     ) -> None:
         self.data = data
         self.pad_id = pad_id
@@ -47,6 +88,8 @@ class TrainLoop:
         self.out_dir = out_dir
         self.metrics = metrics
         self.checkpoint_every = checkpoint_every
+        self.keep_checkpoints = keep_checkpoints
+        self.last_checkpoint: str | None = None
         global_batch = ds.micro_batch_size * ds.gradient_accumulation_steps * dist.world_size()
         self.per_epoch = batches.steps_per_epoch(len(data), global_batch, optim.max_steps_per_epoch)
         self.total_steps = self.per_epoch * optim.epochs
@@ -78,19 +121,37 @@ class TrainLoop:
         return self.out_dir / "checkpoints"
 
     def resume(self) -> int:
-        """Load the latest checkpoint if there is one; returns the first step still to run."""
-        last = checkpoint.latest(self.ckpt_dir)
-        if last is None:
+        """Load the newest valid checkpoint if there is one; returns the first step still to run.
+
+        Checkpoints that fail verification are skipped (with a warning, and an event in the
+        metrics); if checkpoints exist and none is valid, :class:`checkpoint.CheckpointError`.
+        """
+        restored = checkpoint.restore(self.ckpt_dir, self.engine)
+        if restored is None:
             return 0
-        state = checkpoint.load(last, self.engine)
+        for name, why in restored.skipped:
+            self.metrics.log(self.stage, event="checkpoint_skipped", checkpoint=name, reason=why)
+        state = restored.state
         self.history = [tuple(p) for p in state.get("history", [])]
         self.load_extra_state(state.get("extra", {}))
-        self.metrics.log(self.stage, event="resumed", step=state["step"], checkpoint=last.name)
+        self.last_checkpoint = restored.path.name
+        self.metrics.log(self.stage, event="resumed", step=state["step"], checkpoint=restored.path.name)
         return int(state["step"]) + 1
 
     def save(self, step: int) -> None:
         state = {"history": self.history, "extra": self.extra_state(), "stage": self.stage}
-        checkpoint.save(self.ckpt_dir, step, self.engine, state)
+        path = checkpoint.save(self.ckpt_dir, step, self.engine, state, keep=self.keep_checkpoints)
+        self.last_checkpoint = path.name
+
+    def check_finite(self, loss: torch.Tensor, logs: dict[str, Any], step: int, micro: int) -> float:
+        """The loss as a float; :class:`NonFiniteLossError` on every rank if any rank's is NaN/inf."""
+        value = float(loss.detach())
+        bad = dist.ranks_where(not math.isfinite(value))
+        if bad:
+            raise NonFiniteLossError(
+                self.stage, step, micro, value, dict(logs), bad, last_checkpoint=self.last_checkpoint
+            )
+        return value
 
     def run(self) -> list[tuple[int, float]]:
         start = self.resume()
@@ -120,11 +181,12 @@ class TrainLoop:
                     self.pad_id,
                 )
                 loss, logs = self.micro_loss(batch, step)
+                value = self.check_finite(loss, logs, step, micro)
                 self.engine.backward(loss)
                 if micro == accumulation - 1:
                     self.before_optimizer_step(step)
                 self.engine.step()
-                loss_sum += float(loss.detach()) / accumulation
+                loss_sum += value / accumulation
             self.history.append((step, loss_sum))
             lr = self.scheduler.get_last_lr()[0] if self.scheduler is not None else None
             self.metrics.log(self.stage, step=step, loss=loss_sum, lr=lr, **logs)

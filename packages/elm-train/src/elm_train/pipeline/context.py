@@ -106,7 +106,9 @@ class Run:
     @cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:
         if not (self.layout.tokenizer / "tokenizer_config.json").is_file():
-            raise ConfigError(f"no tokenizer in {self.dir} yet; run the data stage first (elm-train stage data)")
+            raise ConfigError(
+                f"no tokenizer in {self.dir} yet; run the data stage first (elm-train stage data)"
+            )
         return AutoTokenizer.from_pretrained(self.layout.tokenizer)
 
     @cached_property
@@ -116,7 +118,9 @@ class Run:
     @cached_property
     def blocks(self) -> datasets.DatasetDict:
         if not (self.layout.blocks / "dataset_dict.json").is_file():
-            raise ConfigError(f"no data blocks in {self.dir} yet; run the data stage first (elm-train stage data)")
+            raise ConfigError(
+                f"no data blocks in {self.dir} yet; run the data stage first (elm-train stage data)"
+            )
         return datasets.load_from_disk(str(self.layout.blocks))
 
     @property

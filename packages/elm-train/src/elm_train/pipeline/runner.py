@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from elm_train import engine as dist
-from elm_train.config import ConfigError
 from elm_train.pipeline.context import Run
 from elm_train.pipeline.declarations import STAGES, get_stage
 
@@ -15,17 +14,18 @@ from elm_train.pipeline.declarations import STAGES, get_stage
 def run_stage(
     run: Run, name: str, force: bool = False, echo: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """Run one stage (unless done and not ``force``); returns what it reports in ``done.json``."""
+    """Run one stage (unless done and not ``force``); returns what it reports in ``done.json``.
+
+    Stages it reads that have not finished run first (never forced), so any stage can be asked
+    for on a fresh run directory.
+    """
     stage = get_stage(name)
     if stage.is_done(run) and not force:
         echo(f"[elm-train] {name}: already done, skipped")
         return run.done_info(name)
-    missing = [r for r in stage.reads if not get_stage(r).is_done(run)]
-    if missing:
-        raise ConfigError(
-            f"stage {name!r} reads the outputs of {', '.join(missing)}, which have not finished in "
-            f"{run.dir}; run them first (elm-train stage {missing[0]})"
-        )
+    for needed in stage.reads:
+        if not get_stage(needed).is_done(run):
+            run_stage(run, needed, echo=echo)
     if not stage.applies(run.config):
         run.mark_done(name, {})
         dist.barrier()

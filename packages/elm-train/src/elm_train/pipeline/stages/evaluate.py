@@ -38,7 +38,9 @@ def execute(run: Run) -> dict[str, Any]:
         lm_models = {"teacher": run.teacher_source, **models} if run.causal else models
         for name, path in lm_models.items():
             if run.causal:
-                result = elm_eval.causal_lm_perplexity(path, run.tokenizer, texts, causal_config(run), name=name)
+                result = elm_eval.causal_lm_perplexity(
+                    path, run.tokenizer, texts, causal_config(run), name=name
+                )
             else:
                 config = MaskedLMConfig(max_length=length, masking=MaskingConfig(seed=run.config.seed))
                 result = elm_eval.masked_lm_perplexity(path, run.tokenizer, texts, config, name=name)

@@ -19,7 +19,9 @@ def execute(run: Run) -> dict[str, Any]:
     cfg = run.config.heads
     if cfg.enabled:
         model = run.trained_supernet().model
-        val = batches.eval_batches(run.blocks["validation"], run.config.deepspeed.micro_batch_size, cfg.batches)
+        val = batches.eval_batches(
+            run.blocks["validation"], run.config.deepspeed.micro_batch_size, cfg.batches
+        )
         final, report = choose_heads(model, arch, val, cfg.cka_threshold)
     else:
         final, report = arch, []

@@ -39,7 +39,13 @@ def _retrain(run: Run, name: str, student_info: dict[str, Any]) -> dict[str, Any
     arch, init = student_info["architecture"], student_info["init"]
     teacher = run.teacher_features
     student, objective = build_student(
-        run.trained_supernet().model, arch, init, cfg.retrain.kd, teacher.width, teacher.config_layers, cfg.seed
+        run.trained_supernet().model,
+        arch,
+        init,
+        cfg.retrain.kd,
+        teacher.width,
+        teacher.config_layers,
+        cfg.seed,
     )
     trainer = Retraining(
         name,

@@ -77,7 +77,9 @@ def run_task(run: Run, name: str) -> list[TaskResult]:
         )
 
     results = [trained("teacher", run.teacher_source, None, cfg.teacher_lr, cfg.teacher_epochs)]
-    teacher = AutoModelForSequenceClassification.from_pretrained(str(layout.task_model(name, "teacher"))).eval()
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        str(layout.task_model(name, "teacher"))
+    ).eval()
     for student, info in run.students().items():
         results.append(trained(student, info["model_dir"], teacher, cfg.optim.lr, cfg.optim.epochs))
     if dist.rank() == 0:
