@@ -40,7 +40,7 @@ class CoordinateSearch(Searcher):
             best = max(view.records, key=lambda r: r.values["score"]).genome
             for layer in range(len(best)):
                 for gene in range(len(self.codec.options[layer])):
-                    child = best[:layer] + (gene,) + best[layer + 1 :]
+                    child = (*best[:layer], gene, *best[layer + 1 :])
                     self.try_add(child, "coordinate", batch, taken)
         self.fill_random(rng, batch, taken, self.config.population)
         return batch[: self.config.population]

@@ -158,7 +158,9 @@ def test_resume_with_different_settings_is_refused(space3, make_problem, tmp_pat
     with pytest.raises(SearchStateError, match="its config differs"):
         other.search(path, resume=True, progress=False)
     with pytest.raises(SearchStateError, match="its algorithm differs"):
-        EvolutionarySearch(space3, Objective("score", problem), CONFIG).search(path, resume=True, progress=False)
+        EvolutionarySearch(space3, Objective("score", problem), CONFIG).search(
+            path, resume=True, progress=False
+        )
     with pytest.raises(SearchStateError, match="its objectives differs"):
         RandomSearch(
             space3,

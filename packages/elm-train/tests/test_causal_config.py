@@ -14,10 +14,9 @@ from elm_train.config import (
     TeacherTrainConfig,
     TokenizerConfig,
     load_config,
-    preset,
 )
-from elm_train.pipeline import run_stage
-from elm_train.run import Run
+from elm_train.pipeline import Run, run_stage
+from elm_train.presets import preset
 
 
 def test_causal_presets_resolve_their_defaults():
@@ -107,14 +106,15 @@ def test_a_checkpoint_teacher_brings_its_tokenizer(tmp_path):
     config = config.model_copy(update={"tokenizer": TokenizerConfig()})  # auto: the teacher's own
     assert config.tokenizer_source == "teacher"
     run = Run.open(config, tmp_path / "run")
+    run_stage(run, "data", echo=lambda _: None)
     info = run_stage(run, "teacher", echo=lambda _: None)
     assert info["stand_in"] is False and info["source"] == str(tmp_path / "gpt2")
     assert (info["layers"], info["hidden"], info["vocab_size"]) == (2, 16, len(tok))
+    # the run keeps a copy of the teacher's tokenizer (so a resumed run reads the same files),
+    # and trains no stand-in teacher
     assert run.tokenizer.get_vocab() == tok.get_vocab()
-    assert (
-        not (tmp_path / "run" / "tokenizer").exists()
-        and not (tmp_path / "run" / "teacher" / "model").exists()
-    )
+    assert (tmp_path / "run" / "tokenizer" / "tokenizer.json").is_file()
+    assert not (tmp_path / "run" / "teacher" / "model").exists()
 
 
 def test_teacher_and_tokenizer_must_share_the_vocabulary(tmp_path):
@@ -123,6 +123,7 @@ def test_teacher_and_tokenizer_must_share_the_vocabulary(tmp_path):
         update={"teacher": TeacherConfig(name_or_path=str(tmp_path / "gpt2"))}
     )
     run = Run.open(config.model_copy(update={"tokenizer": TokenizerConfig()}), tmp_path / "run")
+    run_stage(run, "data", echo=lambda _: None)
     with pytest.raises(ConfigError, match="vocabulary has 64 entries but the tokenizer"):
         _ = run.teacher
 

@@ -9,7 +9,7 @@ import elm_space
 from elm_train.config import KDConfig
 from elm_train.kd import TeacherFeatures, build_objective
 from elm_train.models import ElmSupernet
-from elm_train.stages.supernet import SupernetKD
+from elm_train.supernet_training import SupernetKD
 from elm_train.teacher import describe, teacher_layers, teacher_width
 
 VOCAB = 50

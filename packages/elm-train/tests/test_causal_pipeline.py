@@ -13,11 +13,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel
 import elm_eval
 import elm_space
 from elm_space import Architecture
-from elm_train.config import preset
 from elm_train.data import load_corpus
 from elm_train.models import ElmForCausalLM
-from elm_train.pipeline import STAGES, run_all
-from elm_train.run import Run
+from elm_train.pipeline import STAGE_NAMES, Run, run_all
+from elm_train.presets import preset
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +35,8 @@ def _rows(run: Run, stage: str) -> list[dict]:
 
 def test_every_stage_finished_and_tasks_are_skipped(finished):
     run, messages = finished
-    assert all(run.is_done(stage) for stage in STAGES)
-    ran = [s for s in STAGES if s != "tasks"]
+    assert all(run.is_done(stage) for stage in STAGE_NAMES)
+    ran = [s for s in STAGE_NAMES if s != "tasks"]
     assert [m for m in messages if m.endswith("running")] == [f"[elm-train] {s}: running" for s in ran]
     assert run.done_info("tasks") == {}
     assert not list((run.dir / "results").glob("*task*"))

@@ -7,8 +7,9 @@ import sys
 import pytest
 from transformers import AutoTokenizer
 
-from elm_train.config import TokenizerConfig, preset
-from elm_train.run import Run
+from elm_train.config import ConfigError, TokenizerConfig
+from elm_train.pipeline import Run, run_stage
+from elm_train.presets import preset
 from elm_train.tokenizer import EOS, PAD, TokenizerError, gpt2_from_files, train_bpe
 
 TEXTS = [
@@ -112,11 +113,14 @@ def test_gpt2_files_errors_name_the_file(tmp_path):
         gpt2_from_files(tmp_path)
 
 
-def test_a_run_trains_its_bpe_once_and_keys_the_block_cache_on_it(tmp_path):
+def test_a_run_trains_its_bpe_once_in_the_data_stage(tmp_path):
     config = preset("tiny-clm").model_copy(
         update={"tokenizer": TokenizerConfig(source="bpe", vocab_size=320)}
     )
     run = Run.open(config, tmp_path / "run")
+    with pytest.raises(ConfigError, match="run the data stage first"):
+        _ = run.tokenizer  # loading it never trains it
+    run_stage(run, "data", echo=lambda _: None)
     tok = run.tokenizer
     assert len(tok) == 320 and (tmp_path / "run" / "tokenizer" / "tokenizer.json").is_file()
     assert run.tokenizer_name == "bpe:320:2"
@@ -127,3 +131,5 @@ def test_a_run_trains_its_bpe_once_and_keys_the_block_cache_on_it(tmp_path):
         tmp_path / "run" / "tokenizer" / "tokenizer.json"
     ).stat().st_mtime_ns == stamp  # loaded, not retrained
     assert reopened.initial_space.backbone.vocab_size == 320
+    run_stage(reopened, "data", force=True, echo=lambda _: None)  # a rerun keeps the tokenizer
+    assert (tmp_path / "run" / "tokenizer" / "tokenizer.json").stat().st_mtime_ns == stamp

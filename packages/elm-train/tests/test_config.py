@@ -1,8 +1,9 @@
 import pytest
 import yaml
 
-from elm_train.config import PRESETS, ConfigError, RunConfig, diff_configs, load_config, preset
-from elm_train.run import Run
+from elm_train.config import ConfigError, RunConfig, diff_configs, load_config
+from elm_train.pipeline import Run
+from elm_train.presets import PRESETS, preset
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -25,33 +25,34 @@ def test_pack_masked_and_causal(tiny_teacher_dir):
     ]
 
 
-def test_blocks_are_cached_as_arrow(tmp_path, tiny_teacher_dir):
+def test_blocks_are_saved_as_arrow(tmp_path, tiny_teacher_dir):
     tok = AutoTokenizer.from_pretrained(tiny_teacher_dir)
     train = tmp_path / "train.txt"
     train.write_text("\n".join(f"the market rose {i} points and the dollar fell" for i in range(200)))
     cfg = DataConfig(source="text", train_files=[train], block_size=16, valid_fraction=0.1)
-    blocks = build_blocks(cfg, tok, masked=True, cache_dir=tmp_path / "cache", tokenizer_name="t")
+    target = tmp_path / "data" / "blocks"
+    blocks = build_blocks(cfg, tok, masked=True, target=target)
     assert set(blocks) == {"train", "validation"}
     assert all(len(ids) == 16 for ids in blocks["train"]["input_ids"])
     assert blocks["train"][0]["input_ids"][0] == tok.cls_token_id
-    again = build_blocks(cfg, tok, masked=True, cache_dir=tmp_path / "cache", tokenizer_name="t")
-    assert again["train"].cache_files[0]["filename"] == blocks["train"].cache_files[0]["filename"]
-    assert len(list((tmp_path / "cache").glob("blocks-*"))) == 1
+    # published whole (no temporary directory left beside it), and read back from disk
+    assert blocks["train"].cache_files[0]["filename"].startswith(str(target))
+    assert [p.name for p in target.parent.iterdir()] == ["blocks"]
 
 
 def test_bad_corpus_files_are_named(tmp_path, tiny_teacher_dir):
     tok = AutoTokenizer.from_pretrained(tiny_teacher_dir)
     missing = DataConfig(source="text", train_files=[tmp_path / "nope.txt"])
     with pytest.raises(DataError, match=r"nope\.txt does not exist"):
-        build_blocks(missing, tok, True, tmp_path, "t")
+        build_blocks(missing, tok, True, tmp_path / "b")
     empty = tmp_path / "empty.txt"
     empty.write_text("\n \n")
     with pytest.raises(DataError, match=r"empty\.txt is empty"):
-        build_blocks(DataConfig(source="text", train_files=[empty]), tok, True, tmp_path, "t")
+        build_blocks(DataConfig(source="text", train_files=[empty]), tok, True, tmp_path / "b")
     binary = tmp_path / "bin.txt"
     binary.write_bytes(b"ok line\n\xff\xfe\x00 bad")
     with pytest.raises(DataError, match=r"bin\.txt is not UTF-8 text"):
-        build_blocks(DataConfig(source="text", train_files=[binary]), tok, True, tmp_path, "t")
+        build_blocks(DataConfig(source="text", train_files=[binary]), tok, True, tmp_path / "b")
     short = tmp_path / "short.txt"
     short.write_text("a b\nc d\n")
     with pytest.raises(DataError, match="fewer than 16 tokens"):
@@ -59,8 +60,7 @@ def test_bad_corpus_files_are_named(tmp_path, tiny_teacher_dir):
             DataConfig(source="text", train_files=[short], block_size=16, valid_fraction=0.4),
             tok,
             True,
-            tmp_path,
-            "t",
+            tmp_path / "b",
         )
 
 

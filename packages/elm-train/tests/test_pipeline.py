@@ -13,9 +13,9 @@ import elm_eval
 import elm_space
 from elm_search import SearchResult
 from elm_space import Architecture, SearchSpace
-from elm_train.config import TeacherConfig, preset
-from elm_train.pipeline import STAGES, run_all
-from elm_train.run import Run
+from elm_train.config import TeacherConfig
+from elm_train.pipeline import STAGE_NAMES, Run, run_all
+from elm_train.presets import preset
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +29,11 @@ def finished(tmp_path_factory, tiny_teacher_dir):
 
 def test_every_stage_finished_once(finished):
     run, messages = finished
-    assert all(run.is_done(stage) for stage in STAGES)
-    assert [m for m in messages if m.endswith("running")] == [f"[elm-train] {s}: running" for s in STAGES]
+    assert all(run.is_done(stage) for stage in STAGE_NAMES)
+    assert [m for m in messages if m.endswith("running")] == [f"[elm-train] {s}: running" for s in STAGE_NAMES]
     again: list[str] = []
     run_all(run, echo=again.append)  # a finished run skips every stage
-    assert again == [f"[elm-train] {s}: already done, skipped" for s in STAGES]
+    assert again == [f"[elm-train] {s}: already done, skipped" for s in STAGE_NAMES]
 
 
 def test_data_blocks(finished):

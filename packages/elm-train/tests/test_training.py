@@ -12,9 +12,10 @@ import yaml
 from safetensors.torch import load_file
 
 from elm_train.batches import train_batch
-from elm_train.config import TeacherConfig, preset
-from elm_train.run import Run
-from elm_train.stages.supernet import SupernetTraining
+from elm_train.config import TeacherConfig
+from elm_train.pipeline import Run
+from elm_train.presets import preset
+from elm_train.supernet_training import SupernetTraining
 
 
 @pytest.fixture
@@ -24,7 +25,19 @@ def tiny_run(tmp_path, tiny_teacher_dir):
 
 
 def test_steps_go_through_the_deepspeed_engine(tiny_run):
-    trainer = SupernetTraining(tiny_run, tiny_run.stage_dir("supernet"))
+    from elm_train.pipeline import run_stage
+
+    run_stage(tiny_run, "data", echo=lambda _: None)
+    cfg = tiny_run.config
+    trainer = SupernetTraining(
+        tiny_run.initial_space,
+        tiny_run.teacher_features,
+        tiny_run.blocks["train"],
+        cfg.supernet,
+        cfg.deepspeed,
+        seed=cfg.seed,
+        out_dir=tiny_run.stage_dir("supernet"),
+    )
     assert isinstance(trainer.engine, deepspeed.DeepSpeedEngine)
     supernet = trainer.supernet
     before = {k: v.detach().clone() for k, v in supernet.state_dict().items()}

@@ -19,7 +19,13 @@ from elm_search.pareto import crowding_distance, dominates, first_front, non_dom
 from elm_search.plots import plot_pareto, plot_progress
 from elm_search.random_search import RandomSearch, RandomSearchConfig
 from elm_search.ranking import kendall_tau, spearman, top_k_overlap
-from elm_search.registry import build_searcher, get_searcher, register_searcher, searcher_config, searcher_names
+from elm_search.registry import (
+    build_searcher,
+    get_searcher,
+    register_searcher,
+    searcher_config,
+    searcher_names,
+)
 from elm_search.result import EvaluatedArchitecture, GenerationSummary, ObjectiveSpec, Origin, SearchResult
 from elm_search.searcher import Proposal, SearchConfig, Searcher, SearchView
 from elm_search.state import SearchState, SearchStateError

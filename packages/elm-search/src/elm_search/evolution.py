@@ -19,8 +19,8 @@ from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from elm_search.constraints import Constraint
 from elm_search.objective import Objective
-from elm_search.result import EvaluatedArchitecture
 from elm_search.registry import register_searcher
+from elm_search.result import EvaluatedArchitecture
 from elm_search.searcher import Proposal, SearchConfig, Searcher, SearchView
 from elm_space import SearchSpace
 

@@ -116,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
     stage = sub.add_parser("stage", help="run one stage on an existing or new run directory")
-    stage.add_argument("name", help="data, teacher, supernet, search, heads, retrain, tasks, evaluate or report")
+    stage.add_argument(
+        "name", help="data, teacher, supernet, search, heads, retrain, tasks, evaluate or report"
+    )
     _add_config_args(stage)
     stage.add_argument("--force", action="store_true", help="run the stage again even if it finished")
     stage.set_defaults(func=cmd_stage)

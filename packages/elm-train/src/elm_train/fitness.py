@@ -19,7 +19,9 @@ class SupernetFitness:
     name = "distill_loss"
     maximize = False
 
-    def __init__(self, model: SupernetKD, teacher: TeacherFeatures, val: list[dict[str, torch.Tensor]]) -> None:
+    def __init__(
+        self, model: SupernetKD, teacher: TeacherFeatures, val: list[dict[str, torch.Tensor]]
+    ) -> None:
         self.model = model.eval()
         self.val = val
         self.teacher = [teacher(b["input_ids"], b["attention_mask"]) for b in val]
