@@ -335,7 +335,7 @@ def retrain(run: Run, name: str, arch: Architecture, init: str) -> dict[str, Any
         start = time.perf_counter()
         trainer = retrain_stage.Retraining(run, name, student, objective, out)
         trainer.teacher = TEACHER_CACHE.wrap(trainer.teacher, run.teacher_source)
-        history = trainer.run()
+        history = trainer.train()
         seconds = time.perf_counter() - start
         trainer.model.student.save_pretrained(out / "model")
         run.tokenizer.save_pretrained(out / "model")

@@ -11,7 +11,8 @@ SCRIPT = r"""
 import json, sys, warnings
 from pathlib import Path
 import datasets, torch
-from elm_train import checkpoint, engine as dist
+from elm_train import checkpoint
+from elm_train import distributed as dist
 from elm_train.checkpoint import CheckpointWarning
 from elm_train.config import DeepSpeedConfig, OptimConfig
 from elm_train.loop import NonFiniteLossError, TrainLoop
@@ -48,7 +49,7 @@ def weights(loop):
 
 # 48 rows / (4 x 2 ranks) = 6 steps; checkpoints after each, two kept
 straight = Toy(out / "straight")
-straight.run()
+straight.train()
 ckpts = out / "straight" / "checkpoints"
 names = sorted(checkpoint.verify(ckpts / "step-00000005")["files"])
 assert any("zero_pp_rank_1_" in n for n in names) and any("zero_pp_rank_0_" in n for n in names), names
@@ -67,7 +68,7 @@ assert (rank == 0) == any("zero_pp_rank_1_" in str(w.message) for w in caught), 
 
 # a NaN on rank 1 only stops both ranks, naming rank 1
 try:
-    Toy(out / "nan", nan_rank=1).run()
+    Toy(out / "nan", nan_rank=1).train()
 except NonFiniteLossError as e:
     assert e.step == 3 and "rank(s) 1" in str(e), str(e)
     print(f"rank {rank} stopped: {e}", flush=True)

@@ -66,12 +66,12 @@ def final_weights(loop):
 @pytest.mark.parametrize("zero", [0, 2])
 def test_an_interrupted_loop_resumes_to_the_same_weights_even_past_a_corrupt_checkpoint(tmp_path, zero):
     straight = Toy(tmp_path / "straight", zero=zero)
-    history = straight.run()
+    history = straight.train()
     assert [s for s, _ in history] == list(range(8))
 
     # interrupted before step 6: checkpoints after steps 3 (epoch end) and 5 are kept (keep=2)
     with pytest.raises(Interrupted):
-        Toy(tmp_path / "resumed", zero=zero, stop_at=6).run()
+        Toy(tmp_path / "resumed", zero=zero, stop_at=6).train()
     ckpts = tmp_path / "resumed" / "checkpoints"
     assert [p.name for _, p in checkpoint.step_dirs(ckpts)] == ["step-00000005", "step-00000003"]
     weights = ckpts / "step-00000005" / "model.safetensors"
@@ -81,7 +81,7 @@ def test_an_interrupted_loop_resumes_to_the_same_weights_even_past_a_corrupt_che
 
     resumed = Toy(tmp_path / "resumed", zero=zero, seed=1)
     with pytest.warns(CheckpointWarning, match="step-00000005"):
-        history = resumed.run()
+        history = resumed.train()
     assert [s for s, _ in history] == list(range(8))
     a, b = final_weights(resumed), final_weights(straight)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -94,7 +94,7 @@ def test_an_interrupted_loop_resumes_to_the_same_weights_even_past_a_corrupt_che
 def test_a_nan_loss_stops_the_stage_naming_step_and_terms(tmp_path):
     loop = Toy(tmp_path, nan_at=4)
     with pytest.raises(NonFiniteLossError) as info:
-        loop.run()
+        loop.train()
     message = str(info.value)
     assert isinstance(info.value, ElmTrainError) and info.value.step == 4
     assert "toy: non-finite loss at step 4 (micro-batch 0)" in message
@@ -109,7 +109,7 @@ def test_a_nan_loss_stops_the_stage_naming_step_and_terms(tmp_path):
 def test_a_diverging_learning_rate_is_stopped_before_anything_non_finite_is_saved(tmp_path):
     loop = Toy(tmp_path, lr=1e30, every=1)
     with pytest.raises(NonFiniteLossError, match=r"toy: non-finite loss at step \d+ .*loss=(nan|inf)"):
-        loop.run()
+        loop.train()
     assert checkpoint.step_dirs(tmp_path / "checkpoints")  # finite, if absurd, weights were saved
     for _, path in checkpoint.step_dirs(tmp_path / "checkpoints"):
         checkpoint.verify(path)

@@ -13,7 +13,7 @@ from functools import lru_cache
 import datasets
 import torch
 
-from elm_train import engine as dist
+from elm_train import distributed as dist
 
 
 def step_rng(seed: int, stage: str, step: int) -> random.Random:

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from elm_train import engine as dist
+from elm_train import distributed as dist
 from elm_train import fsio
 from elm_train.errors import ElmTrainError
 from elm_train.fsio import write_json_atomic

@@ -7,6 +7,7 @@ pretrained MiniLM-L6 teacher, the tweet-sentiment task) in ``runs/demo``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -53,15 +54,34 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", type=Path, help="where outputs go (default: runs/<config name>)")
 
 
-def _open(args: argparse.Namespace, config: RunConfig) -> Run:
+def _open(args: argparse.Namespace, config: RunConfig, stack: contextlib.ExitStack) -> Run:
+    """The run directory, checked and locked for this process (rank 0 holds the lock for all)."""
+    from elm_train.distributed import rank
+    from elm_train.lock import RunLock
     from elm_train.pipeline import Run, RunLayout  # torch loads only for commands that train
 
     run_dir = args.run_dir or Path("runs") / config.name
-    if RunLayout(run_dir).config.is_file() and not getattr(args, "resume", True):
+    layout = RunLayout(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir}: exists and is not a directory")
+    resume = getattr(args, "resume", None)
+    if resume and not layout.config.is_file():
+        raise ConfigError(
+            f"--resume: {run_dir} holds no run to resume (no {layout.config.name}); "
+            "start the run without --resume, or name the right --run-dir"
+        )
+    if resume is False and layout.config.is_file():
         raise ConfigError(
             f"{run_dir} already holds a run; pass --resume to continue it, or choose another --run-dir"
         )
-    return Run.open(config, run_dir)
+    try:
+        if rank() == 0:
+            stack.enter_context(RunLock(run_dir))
+        return Run.open(config, run_dir)
+    except PermissionError as err:
+        raise ConfigError(
+            f"--run-dir {run_dir}: cannot write there ({err.strerror}: {err.filename})"
+        ) from err
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -71,22 +91,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(json.dumps(dry_run(config), indent=2))
         return 0
-    from elm_train.engine import rank
+    from elm_train.distributed import rank
     from elm_train.pipeline import run_all
 
-    run = _open(args, config)
-    info = run_all(run, echo=print if rank() == 0 else lambda _: None)
+    with contextlib.ExitStack() as stack:
+        run = _open(args, config, stack)
+        info = run_all(run, echo=print if rank() == 0 else lambda _: None)
     if rank() == 0:
         print(f"[elm-train] report: {info['report']['report']}")
     return 0
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    from elm_train.engine import rank
+    from elm_train.distributed import rank
     from elm_train.pipeline import run_stage
 
-    run = _open(args, _config(args))
-    info = run_stage(run, args.name, force=args.force, echo=print if rank() == 0 else lambda _: None)
+    with contextlib.ExitStack() as stack:
+        run = _open(args, _config(args), stack)
+        info = run_stage(run, args.name, force=args.force, echo=print if rank() == 0 else lambda _: None)
     if rank() == 0:
         print(json.dumps(info, indent=2, default=str))
     return 0

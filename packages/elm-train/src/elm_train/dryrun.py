@@ -11,8 +11,8 @@ import torch
 
 import elm_space
 from elm_space import Family
-from elm_train import engine as dist
 from elm_train.config import RunConfig
+from elm_train.engine import build_engine
 from elm_train.models import ElmSupernet
 
 
@@ -21,7 +21,7 @@ def dry_run(config: RunConfig, steps: int = 2) -> dict[str, Any]:
     head = "causal_lm" if space.backbone.family is Family.CAUSAL else "masked_lm"
     torch.manual_seed(config.seed)
     supernet = ElmSupernet(space)
-    engine, _, _ = dist.build_engine(supernet, config.deepspeed, config.supernet.optim, total_steps=steps)
+    engine, _, _ = build_engine(supernet, config.deepspeed, config.supernet.optim, total_steps=steps)
     batch, length = (
         config.deepspeed.micro_batch_size,
         min(config.data.block_size, space.backbone.max_positions),

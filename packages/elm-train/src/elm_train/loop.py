@@ -22,8 +22,9 @@ import torch
 from tqdm.auto import tqdm
 
 from elm_train import batches, checkpoint
-from elm_train import engine as dist
+from elm_train import distributed as dist
 from elm_train.config import DeepSpeedConfig, OptimConfig
+from elm_train.engine import build_engine
 from elm_train.errors import ElmTrainError
 from elm_train.metrics import MetricsLog
 
@@ -93,7 +94,7 @@ class TrainLoop:
         global_batch = ds.micro_batch_size * ds.gradient_accumulation_steps * dist.world_size()
         self.per_epoch = batches.steps_per_epoch(len(data), global_batch, optim.max_steps_per_epoch)
         self.total_steps = self.per_epoch * optim.epochs
-        self.engine, self.optimizer, self.scheduler = dist.build_engine(module, ds, optim, self.total_steps)
+        self.engine, self.optimizer, self.scheduler = build_engine(module, ds, optim, self.total_steps)
         self.history: list[tuple[int, float]] = []
 
     # --- what a stage defines -------------------------------------------------------------
@@ -153,7 +154,7 @@ class TrainLoop:
             )
         return value
 
-    def run(self) -> list[tuple[int, float]]:
+    def train(self) -> list[tuple[int, float]]:
         start = self.resume()
         crash_after = int(os.environ.get(CRASH_ENV, "-1"))
         accumulation = self.ds.gradient_accumulation_steps

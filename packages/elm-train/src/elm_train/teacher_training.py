@@ -80,5 +80,5 @@ def train_stand_in(
         run_config.supernet.checkpoint_every,
         tokenizer.pad_token_id or 0,
     )
-    history = trainer.run()
+    history = trainer.train()
     return model, {"steps": trainer.total_steps, "final_loss": history[-1][1] if history else None}

@@ -14,11 +14,12 @@ from typing import Any
 
 import datasets
 import yaml
+from pydantic import ValidationError
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 import elm_space
 from elm_space import Architecture, SearchSpace
-from elm_train import engine as dist
+from elm_train import distributed as dist
 from elm_train import teacher as teacher_lib
 from elm_train.checkpoint import write_json_atomic
 from elm_train.config import ConfigError, RunConfig, diff_configs
@@ -26,6 +27,17 @@ from elm_train.kd import TeacherFeatures
 from elm_train.metrics import MetricsLog
 from elm_train.pipeline.layout import RunLayout
 from elm_train.supernet_training import SPACE_FILE, TrainedSupernet, load_supernet
+
+
+def _saved_config(path: Path) -> RunConfig:
+    """The config a run was started with, or a clear error naming the file if it is damaged."""
+    try:
+        return RunConfig.model_validate(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, UnicodeDecodeError, ValidationError) as err:
+        raise ConfigError(
+            f"{path}: the run's saved config cannot be read ({type(err).__name__}); "
+            "the run directory is damaged: start a new --run-dir"
+        ) from err
 
 
 class Run:
@@ -49,7 +61,7 @@ class Run:
             dist.init_distributed()
         layout = RunLayout(Path(run_dir))
         if layout.config.is_file():
-            old = RunConfig.model_validate(yaml.safe_load(layout.config.read_text()))
+            old = _saved_config(layout.config)
             changes = diff_configs(old, config)
             if changes:
                 raise ConfigError(

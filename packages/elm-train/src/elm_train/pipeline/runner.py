@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from elm_train import engine as dist
+from elm_train import distributed as dist
 from elm_train.pipeline.context import Run
 from elm_train.pipeline.declarations import STAGES, get_stage
 

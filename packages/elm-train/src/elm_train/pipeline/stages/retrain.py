@@ -12,7 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import elm_space
-from elm_train import engine as dist
+from elm_train import distributed as dist
 from elm_train.checkpoint import write_json_atomic
 from elm_train.fsio import atomic_directory
 from elm_train.retraining import Retraining, baseline_architecture, build_student
@@ -61,7 +61,7 @@ def _retrain(run: Run, name: str, student_info: dict[str, Any]) -> dict[str, Any
         metrics=run.metrics,
         checkpoint_every=cfg.supernet.checkpoint_every,
     )
-    history = trainer.run()
+    history = trainer.train()
     result = {
         "architecture": arch.to_string(),
         "params": elm_space.count_params(arch),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import elm_space
-from elm_train import engine as dist
+from elm_train import distributed as dist
 from elm_train.fsio import atomic_directory
 from elm_train.supernet_training import SupernetTraining, TrainedSupernet, save_supernet
 
@@ -26,7 +26,7 @@ def execute(run: Run) -> dict[str, Any]:
         out_dir=run.stage_dir("supernet"),
         metrics=run.metrics,
     )
-    history = trainer.run()
+    history = trainer.train()
     if dist.rank() == 0:
         with atomic_directory(run.layout.supernet_final) as tmp:
             save_supernet(TrainedSupernet(trainer.model, trainer.space, trainer.widths), tmp)

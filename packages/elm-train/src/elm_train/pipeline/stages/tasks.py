@@ -12,7 +12,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 import elm_eval
 from elm_eval import TaskResult
-from elm_train import engine as dist
+from elm_train import distributed as dist
 from elm_train.checkpoint import write_json_atomic
 from elm_train.fsio import atomic_directory
 from elm_train.task_distill import TaskTraining, classifier, encode, score, task_spec
@@ -52,7 +52,7 @@ def run_task(run: Run, name: str) -> list[TaskResult]:
                 pad_id=pad,
                 metrics=run.metrics,
                 checkpoint_every=run.config.supernet.checkpoint_every,
-            ).run()
+            ).train()
             if dist.rank() == 0:
                 write_json_atomic(layout.task_loss_curve(name, who), [loss for _, loss in history])
                 with atomic_directory(target) as tmp:

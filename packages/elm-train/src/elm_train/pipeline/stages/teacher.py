@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from elm_train import engine as dist
+from elm_train import distributed as dist
 from elm_train import teacher as teacher_lib
 from elm_train.checkpoint import write_json_atomic
 from elm_train.fsio import atomic_directory
