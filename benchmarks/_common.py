@@ -27,18 +27,11 @@ import transformers
 
 import elm_eval
 import elm_space
+import elm_train
 from elm_distill import Features
 from elm_space import Architecture
-from elm_train import batches, pipeline
-from elm_train.checkpoint import write_json_atomic
-from elm_train.config import RunConfig, preset
-from elm_train.kd import TeacherFeatures, student_features
-from elm_train.run import Run
-from elm_train.stages import evaluate as evaluate_stage
-from elm_train.stages import retrain as retrain_stage
-from elm_train.stages import supernet as supernet_stage
-from elm_train.stages.retrain import StudentKD
-from elm_train.stages.search import SupernetFitness
+from elm_train import RunConfig, StudentKD, SupernetFitness, TeacherFeatures, merge_configs, preset
+from elm_train.pipeline import Run, run_stage
 
 transformers.logging.set_verbosity_error()  # load reports of LM checkpoints read without their head
 
@@ -174,14 +167,6 @@ def write(out: Path, result: dict[str, Any], summary: str) -> None:
 # --- the pipeline benchmarks (3-6): runs, trained supernets, fitness, retrained students ---------
 
 
-def deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = deep_update(out[key], value) if nested else value
-    return out
-
-
 SMOKE = {
     "data": {"max_train_blocks": 160, "max_valid_blocks": 32},
     "supernet": {"optim": {"max_steps_per_epoch": 5}},
@@ -207,10 +192,10 @@ def run_config(
         "retrain": kd,
         "teacher": {"name_or_path": TEACHER},
     }
-    config = deep_update(preset("demo").model_dump(mode="json"), fields)
+    config = merge_configs(preset("demo").model_dump(mode="json"), fields)
     if smoke:
-        config = deep_update(deep_update(config, SMOKE), {"name": "demo-smoke"})
-    return RunConfig.model_validate(deep_update(config, overrides))
+        config = merge_configs(merge_configs(config, SMOKE), {"name": "demo-smoke"})
+    return RunConfig.model_validate(merge_configs(config, overrides))
 
 
 def open_run(config: RunConfig) -> Run:
@@ -222,7 +207,7 @@ def open_run(config: RunConfig) -> Run:
 
 def stages(run: Run, *names: str) -> dict[str, Any]:
     """Run pipeline stages in order (each skipped when its run directory says it is done)."""
-    return {name: pipeline.run_stage(run, name) for name in names}
+    return {name: run_stage(run, name) for name in names}
 
 
 def cached(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -231,7 +216,7 @@ def cached(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return json.loads(path.read_text())
     value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, value)
+    elm_train.write_json_atomic(path, value)
     return value
 
 
@@ -240,12 +225,13 @@ class CachedFitness:
     fixed held-out batches), so repeated searches pay only for architectures new to all of them."""
 
     def __init__(self, run: Run) -> None:
-        model, self.space = supernet_stage.load_trained(run)
+        trained = run.trained_supernet()
+        self.space = trained.space
         cfg = run.config
-        val = batches.eval_batches(
+        val = elm_train.eval_batches(
             run.blocks["validation"], cfg.deepspeed.micro_batch_size, cfg.search.valid_batches
         )
-        self.fitness = SupernetFitness(model, TeacherFeatures(run.teacher), val)
+        self.fitness = SupernetFitness(trained.model, TeacherFeatures(run.teacher), val)
         self.values: dict[str, float] = {}
 
     def __call__(self, arch: Architecture) -> float:
@@ -294,11 +280,10 @@ def with_retrain_steps(run: Run, steps: int | None) -> Run:
     stage depends on it, so benchmarks with different budgets share one trained supernet."""
     if steps is None:
         return run
-    retrain = run.config.retrain
-    optim = retrain.optim.model_copy(update={"max_steps_per_epoch": steps})
-    return Run(
-        run.config.model_copy(update={"retrain": retrain.model_copy(update={"optim": optim})}), run.dir
+    changed = merge_configs(
+        run.config.model_dump(mode="json"), {"retrain": {"optim": {"max_steps_per_epoch": steps}}}
     )
+    return Run(RunConfig.model_validate(changed), run.dir)
 
 
 @torch.no_grad()
@@ -308,7 +293,7 @@ def heldout_kd_loss(
     """The supernet fitness's number for a static student: its distillation loss (through its
     own projections) on the same held-out batches."""
     cfg = run.config
-    val = batches.eval_batches(
+    val = elm_train.eval_batches(
         run.blocks["validation"], cfg.deepspeed.micro_batch_size, cfg.search.valid_batches
     )
     student.eval()
@@ -316,7 +301,7 @@ def heldout_kd_loss(
     for batch in val:
         ids, mask = batch["input_ids"], batch["attention_mask"]
         out = student.student(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-        total += float(student.objective(student_features(out), teacher(ids, mask), mask).total)
+        total += float(student.objective(elm_train.student_features(out), teacher(ids, mask), mask).total)
     return total / len(val)
 
 
@@ -330,11 +315,31 @@ def retrain(run: Run, name: str, arch: Architecture, init: str) -> dict[str, Any
     out = run.dir / "bench" / key
 
     def compute() -> dict[str, Any]:
-        supernet, _ = supernet_stage.load_trained(run)
-        student, objective = retrain_stage.build_student(run, supernet, arch, init)
+        cfg, teacher = run.config, run.teacher_features
+        student, objective = elm_train.build_student(
+            run.trained_supernet().model,
+            arch,
+            init,
+            cfg.retrain.kd,
+            teacher.width,
+            teacher.config_layers,
+            cfg.seed,
+        )
         start = time.perf_counter()
-        trainer = retrain_stage.Retraining(run, name, student, objective, out)
-        trainer.teacher = TEACHER_CACHE.wrap(trainer.teacher, run.teacher_source)
+        trainer = elm_train.Retraining(
+            name,
+            student,
+            objective,
+            TEACHER_CACHE.wrap(teacher, run.teacher_source),
+            run.blocks["train"],
+            cfg.retrain,
+            cfg.deepspeed,
+            tokenizer=run.tokenizer,
+            seed=cfg.seed,
+            out_dir=out,
+            metrics=run.metrics,
+            checkpoint_every=cfg.supernet.checkpoint_every,
+        )
         history = trainer.train()
         seconds = time.perf_counter() - start
         trainer.model.student.save_pretrained(out / "model")
@@ -361,4 +366,5 @@ def lm_loss(run: Run, model_dir: str) -> float:
         masking=elm_eval.MaskingConfig(seed=run.config.seed),
         progress=False,
     )
-    return elm_eval.masked_lm_perplexity(model_dir, run.tokenizer, evaluate_stage.lm_texts(run), cfg).loss
+    texts = elm_train.heldout_texts(run.config.data, run.config.eval.lm_documents)
+    return elm_eval.masked_lm_perplexity(model_dir, run.tokenizer, texts, cfg).loss

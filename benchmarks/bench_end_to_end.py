@@ -25,11 +25,8 @@ import elm_eval
 import elm_space
 from elm_search import FeasibleSampler, GenomeCodec, ParamBudget
 from elm_space import Architecture, SearchSpace
-from elm_train.run import Run
-from elm_train.stages import heads as heads_stage
-from elm_train.stages import retrain as retrain_stage
-from elm_train.stages import supernet as supernet_stage
-from elm_train.stages import tasks as tasks_stage
+from elm_train import baseline_architecture, task_spec
+from elm_train.pipeline import Run
 
 NAME = "end_to_end"
 METRICS = ("params", "task_score", "lm_loss", "kd_loss", "latency_ms")
@@ -66,7 +63,7 @@ def task_scores(run: Run, model_dir: str) -> dict[str, float]:
         progress=False,
     )
     return {
-        name: elm_eval.evaluate_task(model_dir, model_dir, tasks_stage.task_spec(name, cfg), finetune).score
+        name: elm_eval.evaluate_task(model_dir, model_dir, task_spec(name, cfg), finetune).score
         for name in run.config.task_names
     }
 
@@ -93,10 +90,10 @@ def end_to_end(smoke: bool, seed: int, randoms: int, dynamic: bool = True) -> di
     run = _common.open_run(_common.run_config(smoke, dynamic=dynamic, seed=seed))
     _common.stages(run, "data", "supernet", "search", "heads")
     watch.lap("supernet, search, heads")
-    space = elm_space.load(SearchSpace, run.dir / supernet_stage.STAGE / "final" / "space.json")
-    found = heads_stage.final_architecture(run)
+    space = run.grown_space()
+    found = run.architecture(run.layout.heads_architecture)
     params = elm_space.count_params(found)
-    models = {"found": found, "baseline": retrain_stage.baseline_architecture(space, params)}
+    models = {"found": found, "baseline": baseline_architecture(space, params)}
     models.update({f"random{i}": a for i, a in enumerate(random_architectures(space, params, randoms, seed))})
     rows = []
     for name, arch in models.items():

@@ -89,14 +89,11 @@ def main() -> None:
             space,
             objective,
             EvolutionConfig(
-                seed=seed,
-                generations=generations + 5,
-                max_evaluations=args.evaluations,
-                population=cfg.population,
-                parents=cfg.parents,
-                mutations=cfg.mutations,
-                crossovers=cfg.crossovers,
-                mutation_prob=cfg.mutation_prob,
+                **{
+                    **cfg.searcher_settings(seed).model_dump(),
+                    "generations": generations + 5,
+                    "max_evaluations": args.evaluations,
+                }
             ),
             constraints=budget,
         ).search(progress=False)

@@ -30,6 +30,7 @@ _EXPORTS = {
     "RetrainStageConfig": "elm_train.config",
     "TaskStageConfig": "elm_train.config",
     "load_config": "elm_train.config",
+    "merge_configs": "elm_train.config",
     "preset": "elm_train.presets",
     "PRESETS": "elm_train.presets",
     "ElmTrainError": "elm_train.errors",
@@ -40,6 +41,8 @@ _EXPORTS = {
     "load_tokenizer": "elm_train.teacher",
     "TeacherFeatures": "elm_train.kd",
     "build_objective": "elm_train.kd",
+    "student_features": "elm_train.kd",
+    "heldout_texts": "elm_train.data",
     # supernet distillation with the dynamic dimension
     "SupernetKD": "elm_train.supernet_training",
     "SupernetTraining": "elm_train.supernet_training",
@@ -49,7 +52,7 @@ _EXPORTS = {
     "load_supernet": "elm_train.supernet_training",
     # search and heads
     "SupernetFitness": "elm_train.fitness",
-    "constraints": "elm_train.searching",
+    "search_constraints": "elm_train.searching",
     "search_space": "elm_train.searching",
     "choose_heads": "elm_train.head_choice",
     "measure_table": "elm_train.latency_table",
@@ -70,6 +73,7 @@ _EXPORTS = {
     "MetricsSink": "elm_train.metrics",
     "NullMetrics": "elm_train.metrics",
     "eval_batches": "elm_train.batches",
+    "write_json_atomic": "elm_train.fsio",
 }
 
 __all__ = sorted(_EXPORTS)

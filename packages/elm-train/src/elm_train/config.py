@@ -417,7 +417,7 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
     base = preset(data.pop("preset")).model_dump(mode="json") if "preset" in data else {}
     try:
-        return RunConfig.model_validate(merge(base, data))
+        return RunConfig.model_validate(merge_configs(base, data))
     except ValidationError as err:
         raise ConfigError(f"{path}: invalid run config:\n{err}") from err
 
@@ -427,12 +427,12 @@ WHOLE_VALUES = frozenset({"options", "logits_params", "space_overrides"})
 algorithm's options, say, belong to one algorithm, so another algorithm's must not leak in."""
 
 
-def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def merge_configs(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """``base`` with ``update``'s fields laid over it, nested sections merged field by field."""
     out = dict(base)
     for key, value in update.items():
         nested = isinstance(value, dict) and isinstance(out.get(key), dict) and key not in WHOLE_VALUES
-        out[key] = merge(out[key], value) if nested else value
+        out[key] = merge_configs(out[key], value) if nested else value
     return out
 
 

@@ -22,7 +22,7 @@ from elm_train.config import (
     TeacherConfig,
     TeacherTrainConfig,
     TokenizerConfig,
-    merge,
+    merge_configs,
 )
 
 
@@ -96,7 +96,7 @@ def _tiny_clm() -> RunConfig:
         "tasks": {"tasks": []},
         "eval": {"lm_documents": 20},
     }
-    return RunConfig.model_validate(merge(_tiny().model_dump(mode="json"), causal))
+    return RunConfig.model_validate(merge_configs(_tiny().model_dump(mode="json"), causal))
 
 
 def _demo_clm() -> RunConfig:

@@ -11,7 +11,7 @@ architecture.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,10 +21,10 @@ from torch import nn
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
 import elm_space
-from elm_distill import DistillationObjective
+from elm_distill import DistillationObjective, Features
 from elm_space import Architecture, BlockKind, Family, SearchSpace
 from elm_train.config import DeepSpeedConfig, KDConfig, RetrainStageConfig
-from elm_train.kd import TeacherFeatures, build_objective, student_features
+from elm_train.kd import build_objective, student_features
 from elm_train.loop import TrainLoop
 from elm_train.metrics import MetricsSink, NullMetrics
 from elm_train.models import ElmPreTrainedModel, ElmSupernet
@@ -129,14 +129,18 @@ def build_student(
 
 
 class Retraining(TrainLoop):
-    """Distillation plus LM loss for one static student; ``train()`` runs it."""
+    """Distillation plus LM loss for one static student; ``train()`` runs it.
+
+    ``teacher`` maps (input ids, attention mask) to the teacher's features: a
+    :class:`~elm_train.TeacherFeatures`, or any callable that returns the same (a cache, say).
+    """
 
     def __init__(
         self,
         name: str,
         student: ElmPreTrainedModel,
         objective: DistillationObjective,
-        teacher: TeacherFeatures,
+        teacher: Callable[[torch.Tensor, torch.Tensor], Features],
         train: datasets.Dataset,
         settings: RetrainStageConfig,
         deepspeed: DeepSpeedConfig,

@@ -15,7 +15,7 @@ from elm_space import SearchSpace
 from elm_train.config import SearchStageConfig
 
 
-def constraints(
+def search_constraints(
     space: SearchSpace,
     settings: SearchStageConfig,
     seq_len: int,
@@ -42,13 +42,13 @@ def search_space(
     fitness: Objective,
     settings: SearchStageConfig,
     seed: int,
-    found_constraints: list[elm_search.Constraint],
+    constraints: list[elm_search.Constraint],
     state_path: Path | None = None,
     progress: bool = True,
 ) -> elm_search.SearchResult:
     """Run the configured searcher to the end, resuming from ``state_path`` when it exists."""
     searcher = elm_search.build_searcher(
-        settings.algorithm, space, fitness, settings.searcher_settings(seed), found_constraints
+        settings.algorithm, space, fitness, settings.searcher_settings(seed), constraints
     )
     resume = state_path is not None and state_path.is_file()
     return searcher.search(state_path, resume=resume, progress=progress)

@@ -94,7 +94,9 @@ class ModelCardInfo(_Card):
     license: str = "apache-2.0"
     model_id: str | None = None
     """Hub id or path used in the loading snippet; defaults to the directory's name."""
-    tags: list[str] = Field(default_factory=lambda: ["elm", "knowledge-distillation", "neural-architecture-search"])
+    tags: list[str] = Field(
+        default_factory=lambda: ["elm", "knowledge-distillation", "neural-architecture-search"]
+    )
     load_snippet: str | None = None
     """Replaces the generated "how to load" code."""
 
@@ -118,7 +120,9 @@ class ModelCardInfo(_Card):
         breakdown = elm_space.param_breakdown(arch, head, num_labels)
         backbone = arch.backbone
         if backbone.embedding.kind == "factorized":
-            embedding = f"factorized, {backbone.vocab_size} x {backbone.embedding_width} -> {backbone.hidden_size}"
+            embedding = (
+                f"factorized, {backbone.vocab_size} x {backbone.embedding_width} -> {backbone.hidden_size}"
+            )
         else:
             embedding = f"plain, {backbone.vocab_size} x {backbone.hidden_size}"
         rows = [

@@ -13,7 +13,7 @@ from elm_space import SearchSpace
 from elm_train import batches
 from elm_train.fitness import SupernetFitness
 from elm_train.latency_table import measure_table
-from elm_train.searching import constraints, search_space, with_size_front
+from elm_train.searching import search_constraints, search_space, with_size_front
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run
@@ -43,7 +43,7 @@ def execute(run: Run) -> dict[str, Any]:
     fitness = SupernetFitness(trained.model, run.teacher_features, val)
     objective = Objective(fitness.name, fitness, maximize=fitness.maximize)
     table = _latency_table(run, space) if cfg.search.latency_budget_ms else None
-    found = constraints(space, cfg.search, cfg.data.block_size, table)
+    found = search_constraints(space, cfg.search, cfg.data.block_size, table)
     result = search_space(space, objective, cfg.search, cfg.seed, found, run.layout.search_state)
     result.save(run.layout.search_result)
     plots = run.layout.search_plots
