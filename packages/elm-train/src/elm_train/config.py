@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+import elm_eval
 import elm_search
 import elm_space
 from elm_distill import LOSSES
@@ -84,7 +85,10 @@ class DeepSpeedConfig(_Section):
 
 
 class OptimConfig(_Section):
-    lr: float = Field(default=1e-4, gt=0)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    lr: float = Field(default=1e-4, gt=0, le=1.0)
+    """Above 1 no AdamW run of these models stays finite; such a value is a typo."""
     weight_decay: float = Field(default=0.01, ge=0)
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
     epochs: PositiveInt = 1
@@ -353,6 +357,32 @@ class RunConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _fits_the_space(self) -> Self:
+        """Lengths the models must take, and task names, checked before anything trains."""
+        try:
+            space = self.search_space()
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"space_overrides: {err}") from None
+        positions = space.backbone.max_positions
+        lengths = {
+            "data.block_size": self.data.block_size,
+            "tasks.max_seq_length": self.tasks.max_seq_length if self.task_names else 0,
+            "eval.latency_seq_len": self.eval.latency_seq_len if self.eval.latency else 0,
+        }
+        for name, length in lengths.items():
+            if length > positions:
+                raise ValueError(
+                    f"{name}={length} is longer than the models' {positions} positions "
+                    "(space max_positions; raise it in space_overrides, or shorten this)"
+                )
+        for task in self.task_names:
+            try:
+                elm_eval.get_task(task)
+            except elm_eval.ElmEvalError as err:
+                raise ValueError(f"tasks.tasks: {err}") from None
+        return self
+
+    @model_validator(mode="after")
     def _fits_the_family(self) -> Self:
         if self.tokenizer.source == "teacher" and self.teacher.train is not None:
             raise ValueError(
@@ -402,6 +432,23 @@ class RunConfig(_Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key written twice in one mapping (the later one would win)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise ValueError(f"line {key_node.start_mark.line + 1}: the key {key!r} is written twice")
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def load_config(path: str | Path) -> RunConfig:
     """Load a YAML run config; a ``preset:`` key starts from that preset and overrides fields."""
     from elm_train.presets import preset  # the presets are built from this module
@@ -410,16 +457,30 @@ def load_config(path: str | Path) -> RunConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(
+            f"{path}: not valid YAML: {str(err).splitlines()[0] if str(err) else err!r}"
+        ) from err
+    if data is None:
+        raise ConfigError(f"{path}: the config file is empty; write 'preset: demo' to run the demo")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
     base = preset(data.pop("preset")).model_dump(mode="json") if "preset" in data else {}
     try:
         return RunConfig.model_validate(merge_configs(base, data))
     except ValidationError as err:
-        raise ConfigError(f"{path}: invalid run config:\n{err}") from err
+        raise ConfigError(f"{path}: {validation_summary(err)}") from err
+
+
+def validation_summary(err: ValidationError) -> str:
+    """pydantic's errors on one line each joined by '; ', every one naming its field."""
+    parts = []
+    for e in err.errors():
+        field = ".".join(str(x) for x in e["loc"])
+        message = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {message}" if field else message)
+    return "; ".join(parts)
 
 
 WHOLE_VALUES = frozenset({"options", "logits_params", "space_overrides"})
