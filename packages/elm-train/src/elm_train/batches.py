@@ -21,8 +21,11 @@ def step_rng(seed: int, stage: str, step: int) -> random.Random:
     return random.Random(f"{seed}:{stage}:{step}")
 
 
-def seed_torch(seed: int, stage: str, step: int) -> None:
-    torch.manual_seed(step_rng(seed, stage, step).getrandbits(63))
+def seed_torch(seed: int, stage: str, step: int, rank: int = 0) -> None:
+    """Torch's generator for one step on one rank (dropout, masking): every rank draws its own,
+    and rank 0 draws what a one-process run draws."""
+    label = stage if rank == 0 else f"{stage}:rank{rank}"
+    torch.manual_seed(step_rng(seed, label, step).getrandbits(63))
 
 
 @lru_cache(maxsize=2)

@@ -43,7 +43,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from elm_train import distributed as dist
-from elm_train import fsio
+from elm_train import faults, fsio
 from elm_train.errors import ElmTrainError
 from elm_train.fsio import write_json_atomic
 
@@ -324,6 +324,7 @@ def save(root: Path, step: int, engine: Any, state: dict[str, Any], keep: int = 
         save_file(_untie(tensors), str(tmp / MODEL_FILE))
         payload = {**state, "step": step, "rng": rng_state()}
         (tmp / STATE_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
+        faults.maybe_crash("checkpoint-write", f"checkpoint-write/{state.get('stage', '')}")
         write_manifest(tmp, step)
         fsio.publish_directory(tmp, final)
         write_json_atomic(root / LATEST, {"checkpoint": name})

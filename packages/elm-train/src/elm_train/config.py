@@ -29,6 +29,7 @@ import elm_space
 from elm_distill import LOSSES
 from elm_space import SearchSpace
 from elm_train.errors import ElmTrainError
+from elm_train.models.settings import ModelSettings
 
 
 class ConfigError(ElmTrainError):
@@ -326,6 +327,8 @@ class RunConfig(_Section):
     """A preset name of elm-space, or a full space."""
     space_overrides: dict[str, Any] = {}
     """Backbone fields to override in the preset (``vocab_size`` is set from the tokenizer)."""
+    model: ModelSettings = ModelSettings()
+    """What every ELM model of the run shares beyond its architecture (dropout, norms, init)."""
     data: DataConfig = DataConfig()
     teacher: TeacherConfig = TeacherConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()

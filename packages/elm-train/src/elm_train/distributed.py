@@ -92,3 +92,41 @@ def ranks_where(flag: bool) -> list[int]:
     votes[rank()] = int(flag)
     torch.distributed.all_reduce(votes)
     return [r for r, v in enumerate(votes.tolist()) if v]
+
+
+def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Element-wise sum of ``values`` over all ranks (a collective; a copy on one process)."""
+    if not _multi_process():
+        return values.clone()
+    out = values.to(_comm_device())
+    torch.distributed.all_reduce(out)
+    return out.to(values.device)
+
+
+def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
+    """Each value averaged over the ranks (every rank must pass the same keys); unchanged on one
+    process, so a one-process run reports exactly what it computed."""
+    if not _multi_process() or not values:
+        return values
+    keys = sorted(values)
+    summed = sum_over_ranks(torch.tensor([float(values[k]) for k in keys], dtype=torch.float64))
+    return {k: float(v) / world_size() for k, v in zip(keys, summed.tolist(), strict=True)}
+
+
+class RankMismatchError(RuntimeError):
+    """Ranks that must hold the same state do not: continuing would train different models in one
+    synchronised step, so the run stops."""
+
+
+def check_same_on_all_ranks(what: str, digest: str) -> None:
+    """Stop every rank with :class:`RankMismatchError` unless all ranks pass the same ``digest``."""
+    if not _multi_process():
+        return
+    digests: list[Any] = [None] * world_size()
+    torch.distributed.all_gather_object(digests, digest)
+    if len(set(digests)) > 1:
+        groups: dict[str, list[int]] = {}
+        for r, d in enumerate(digests):
+            groups.setdefault(d, []).append(r)
+        detail = "; ".join(f"ranks {rs}: {d[:12]}" for d, rs in groups.items())
+        raise RankMismatchError(f"{what} differs between ranks ({detail}); the run cannot continue")

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from elm_train import faults
+
 CHUNK = 1 << 20
 """Files are hashed in 1 MiB chunks."""
 
@@ -146,6 +148,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
+        faults.maybe_crash("export", f"export/{final.parent.name}/{final.name}")
         fsync_tree(tmp)
         publish_directory(tmp, final)
     except BaseException:

@@ -123,6 +123,8 @@ class TeacherFeatures:
 
     @torch.no_grad()
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> Features:
+        if next(self.teacher.parameters()).device != input_ids.device:  # follow the student to a GPU
+            self.teacher.to(input_ids.device)
         output = self.teacher(input_ids=input_ids, attention_mask=attention_mask)
         features = self.taps.features
         features.logits = getattr(output, "logits", None)

@@ -30,6 +30,8 @@ from elm_train.metrics import MetricsLog
 
 CRASH_ENV = "ELM_TRAIN_CRASH_AFTER_STEP"
 """Fault injection for resume tests: the process SIGKILLs itself after finishing this step."""
+CRASH_RANK_ENV = "ELM_TRAIN_CRASH_RANK"
+"""With several processes, only this rank kills itself (the launcher then stops the others)."""
 
 
 class NonFiniteLossError(ElmTrainError):
@@ -133,6 +135,13 @@ class TrainLoop:
         for name, why in restored.skipped:
             self.metrics.log(self.stage, event="checkpoint_skipped", checkpoint=name, reason=why)
         state = restored.state
+        saved_world = state.get("world_size", 1)
+        if saved_world != dist.world_size():
+            raise checkpoint.CheckpointError(
+                f"{restored.path}: written by a run on {saved_world} process(es), resumed on "
+                f"{dist.world_size()}; the data order and per-rank randomness depend on the count, so "
+                f"resume it with {saved_world} (e.g. torchrun --nproc_per_node {saved_world})"
+            )
         self.history = [tuple(p) for p in state.get("history", [])]
         self.load_extra_state(state.get("extra", {}))
         self.last_checkpoint = restored.path.name
@@ -140,7 +149,12 @@ class TrainLoop:
         return int(state["step"]) + 1
 
     def save(self, step: int) -> None:
-        state = {"history": self.history, "extra": self.extra_state(), "stage": self.stage}
+        state = {
+            "history": self.history,
+            "extra": self.extra_state(),
+            "stage": self.stage,
+            "world_size": dist.world_size(),
+        }
         path = checkpoint.save(self.ckpt_dir, step, self.engine, state, keep=self.keep_checkpoints)
         self.last_checkpoint = path.name
 
@@ -167,7 +181,7 @@ class TrainLoop:
         )
         self.engine.train()
         for step in bar:
-            batches.seed_torch(self.seed, self.stage, step)
+            batches.seed_torch(self.seed, self.stage, step, dist.rank())
             self.begin_step(step)
             loss_sum, logs = 0.0, {}
             for micro in range(accumulation):
@@ -181,6 +195,7 @@ class TrainLoop:
                     micro,
                     self.pad_id,
                 )
+                batch = {k: v.to(self.engine.device) for k, v in batch.items()}  # no copy on CPU
                 loss, logs = self.micro_loss(batch, step)
                 value = self.check_finite(loss, logs, step, micro)
                 self.engine.backward(loss)
@@ -188,6 +203,10 @@ class TrainLoop:
                     self.before_optimizer_step(step)
                 self.engine.step()
                 loss_sum += value / accumulation
+            numbers = {k: v for k, v in logs.items() if isinstance(v, float)}
+            averaged = dist.mean_over_ranks({**numbers, "loss": loss_sum})  # what all ranks trained on
+            loss_sum = averaged.pop("loss")
+            logs = {**logs, **averaged}
             self.history.append((step, loss_sum))
             lr = self.scheduler.get_last_lr()[0] if self.scheduler is not None else None
             self.metrics.log(self.stage, step=step, loss=loss_sum, lr=lr, **logs)
@@ -199,6 +218,6 @@ class TrainLoop:
                     self.metrics.log(self.stage, event="epoch_end", epoch=step // self.per_epoch, **info)
             if epoch_done or (step + 1) % self.checkpoint_every == 0 or step + 1 == self.total_steps:
                 self.save(step)
-            if step == crash_after:
+            if step == crash_after and int(os.environ.get(CRASH_RANK_ENV, dist.rank())) == dist.rank():
                 os.kill(os.getpid(), signal.SIGKILL)
         return self.history

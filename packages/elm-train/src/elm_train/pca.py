@@ -12,6 +12,8 @@ from collections import defaultdict
 
 import torch
 
+from elm_train import distributed as dist
+
 
 def pca_count(features: torch.Tensor, eta: float) -> int:
     """Smallest k whose top-k eigenvalues of the feature covariance hold more than ``eta`` of the total."""
@@ -53,6 +55,27 @@ class PcaTracker:
         """Pairs by mean count, highest first; ties broken by position so the order is stable."""
         means = self.means()
         return sorted(means, key=lambda k: (-means[k], k))
+
+    def combined_over_ranks(self, num_layers: int, num_candidates: int) -> PcaTracker:
+        """The statistic over every rank's batches: sums and counts added up across ranks.
+
+        Each rank sees other data, so its own means differ; growth decided on the combined means
+        is the same on all ranks. On one process the tracker itself is returned (no arithmetic,
+        so a one-process run stays exactly as it was).
+        """
+        if dist.world_size() == 1:
+            return self
+        sums = torch.zeros(num_layers, num_candidates, dtype=torch.float64)
+        counts = torch.zeros(num_layers, num_candidates, dtype=torch.float64)
+        for (layer, cand), total in self.sums.items():
+            sums[layer, cand] = total
+            counts[layer, cand] = self.counts[(layer, cand)]
+        both = dist.sum_over_ranks(torch.stack([sums, counts]))
+        combined = PcaTracker()
+        for layer, cand in (both[1] > 0).nonzero().tolist():
+            combined.sums[(layer, cand)] = float(both[0, layer, cand])
+            combined.counts[(layer, cand)] = int(both[1, layer, cand])
+        return combined
 
     def reset(self) -> None:
         self.sums.clear()

@@ -9,6 +9,7 @@ inside the pipeline and from a user's own script.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +24,13 @@ import elm_space
 from elm_distill import DistillationObjective
 from elm_space import Architecture, Family, SearchSpace
 from elm_train import batches
+from elm_train import distributed as dist
 from elm_train.checkpoint import write_json_atomic
 from elm_train.config import DeepSpeedConfig, KDConfig, SupernetStageConfig
 from elm_train.kd import TeacherFeatures, build_objective, kind_eta, student_features, uses_logits
 from elm_train.loop import TrainLoop
 from elm_train.metrics import MetricsSink, NullMetrics
-from elm_train.models import ElmSupernet, GrowthRecord, HeadName, reset_optimizer_slices
+from elm_train.models import ElmSupernet, GrowthRecord, HeadName, ModelSettings, reset_optimizer_slices
 from elm_train.pca import PcaTracker, pca_count, real_tokens
 
 WEIGHTS_FILE = "supernet.safetensors"
@@ -88,11 +90,17 @@ class SupernetKD(nn.Module):
 
 
 def build_supernet_kd(
-    space: SearchSpace, kd: KDConfig, lm_weight: float, teacher_width: int, teacher_layers: int, seed: int
+    space: SearchSpace,
+    kd: KDConfig,
+    lm_weight: float,
+    teacher_width: int,
+    teacher_layers: int,
+    seed: int,
+    model: ModelSettings | None = None,
 ) -> SupernetKD:
     """A freshly initialised supernet (seeded) with its distillation objective."""
     torch.manual_seed(seed)
-    supernet = ElmSupernet(space)
+    supernet = ElmSupernet(space, model)
     objective = build_objective(kd, space, teacher_width, teacher_layers)
     return SupernetKD(supernet, objective, lm_weight)
 
@@ -123,13 +131,14 @@ class SupernetTraining(TrainLoop):
         seed: int,
         out_dir: Path,
         metrics: MetricsSink | None = None,
+        model: ModelSettings | None = None,
     ) -> None:
         self.cfg = settings
         self.space = space
         self.teacher = teacher
         causal = space.backbone.family is Family.CAUSAL
         self.model = build_supernet_kd(
-            space, settings.kd, settings.lm_weight_for(causal), teacher.width, teacher.num_layers, seed
+            space, settings.kd, settings.lm_weight_for(causal), teacher.width, teacher.num_layers, seed, model
         )
         self.tracker = PcaTracker()
         self.widths = [_widths(space)]
@@ -193,19 +202,34 @@ class SupernetTraining(TrainLoop):
         if not dyn.enabled or epoch == self.cfg.optim.epochs - 1:
             return {}  # after the last epoch a grown slice would never be trained
         limit = dyn.grow_per_epoch or default_grow_count(self.space, self.cfg.optim.epochs)
-        means = {f"{layer}:{cand}": round(v, 3) for (layer, cand), v in sorted(self.tracker.means().items())}
-        new_space, grown = elm_space.grow_ranked(self.space, self.tracker.ranking(), limit)
+        candidates = max(len(layer) for layer in self.space.layers)
+        tracker = self.tracker.combined_over_ranks(self.space.num_layers, candidates)
+        means = {f"{layer}:{cand}": round(v, 3) for (layer, cand), v in sorted(tracker.means().items())}
+        new_space, grown = elm_space.grow_ranked(self.space, tracker.ranking(), limit)
         if grown:
             record = self.supernet.grow(new_space, torch.Generator().manual_seed(self.seed + epoch))
             self._reset_optimizer(record)
             self.space = new_space
         self.tracker.reset()
         self.widths.append(_widths(self.space))
+        if dist.world_size() > 1:
+            dist.check_same_on_all_ranks(f"the supernet after epoch {epoch}'s growth", self.state_digest())
         return {
             "grown": [list(g) for g in grown],
             "pca_means": means,
             "mean_params": elm_space.mean_params(self.space),
         }
+
+    def state_digest(self) -> str:
+        """SHA-256 of the space and every supernet weight this rank holds in full (ZeRO-3 shards
+        are skipped): equal on all ranks unless they diverged."""
+        digest = hashlib.sha256(self.space.model_dump_json().encode())
+        for name, param in self.supernet.named_parameters():
+            if hasattr(param, "ds_id"):  # a ZeRO-3 partition, different on every rank by design
+                continue
+            digest.update(name.encode())
+            digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     def _reset_optimizer(self, record: GrowthRecord) -> None:
         """Fresh slices start with zero moments, under any ZeRO stage."""
@@ -267,11 +291,17 @@ def save_supernet(trained: TrainedSupernet, directory: Path) -> None:
 
 
 def load_supernet(
-    directory: Path, kd: KDConfig, lm_weight: float, teacher_width: int, teacher_layers: int, seed: int
+    directory: Path,
+    kd: KDConfig,
+    lm_weight: float,
+    teacher_width: int,
+    teacher_layers: int,
+    seed: int,
+    model_settings: ModelSettings | None = None,
 ) -> TrainedSupernet:
     """A saved supernet, in eval mode; ``kd`` and the teacher's shape rebuild its projections."""
     space = elm_space.load(SearchSpace, directory / SPACE_FILE)
-    model = build_supernet_kd(space, kd, lm_weight, teacher_width, teacher_layers, seed)
+    model = build_supernet_kd(space, kd, lm_weight, teacher_width, teacher_layers, seed, model_settings)
     model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     model.eval()
     widths = json.loads((directory / WIDTHS_FILE).read_text())["history"]

@@ -102,7 +102,6 @@ class TaskTraining(TrainLoop):
         checkpoint_every: int = 50,
     ) -> None:
         self.stage = f"tasks.{name}"
-        self.teacher = teacher
         self.module = TaskKD(model, regression, settings)
         super().__init__(
             self.module,
@@ -115,6 +114,7 @@ class TaskTraining(TrainLoop):
             checkpoint_every,
             pad_id,
         )
+        self.teacher = teacher.to(self.engine.device) if teacher is not None else None
 
     def micro_loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         teacher_logits = None

@@ -177,6 +177,7 @@ class Run:
             teacher.width,
             teacher.num_layers,
             cfg.seed,
+            cfg.model,
         )
 
     def grown_space(self) -> SearchSpace:

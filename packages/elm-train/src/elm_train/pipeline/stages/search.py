@@ -5,12 +5,14 @@ killed search resumes without re-evaluating."""
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 import elm_search
 from elm_search import LatencyTable, Objective
-from elm_space import SearchSpace
-from elm_train import batches
+from elm_space import Architecture, SearchSpace
+from elm_train import batches, faults
+from elm_train.errors import ElmTrainError
 from elm_train.fitness import SupernetFitness
 from elm_train.latency_table import measure_table
 from elm_train.searching import search_constraints, search_space, with_size_front
@@ -41,7 +43,20 @@ def execute(run: Run) -> dict[str, Any]:
         run.blocks["validation"], cfg.deepspeed.micro_batch_size, cfg.search.valid_batches
     )
     fitness = SupernetFitness(trained.model, run.teacher_features, val)
-    objective = Objective(fitness.name, fitness, maximize=fitness.maximize)
+
+    def evaluate(arch: Architecture) -> float:
+        value = fitness(arch)
+        if not math.isfinite(value):  # a user error (the run diverged), not a bug of the searcher
+            raise ElmTrainError(
+                f"search: the held-out {fitness.name} of path {arch.to_string()} on the trained supernet "
+                f"({run.layout.supernet_final}) is {value}, which the search cannot rank: the supernet's "
+                "outputs overflow or the distillation loss is not finite on the held-out data. Start a new "
+                "run with a lower supernet learning rate or gradient clipping (deepspeed.gradient_clipping)"
+            )
+        faults.maybe_crash("search-eval")  # test-only fault injection (elm_train.faults)
+        return value
+
+    objective = Objective(fitness.name, evaluate, maximize=fitness.maximize)
     table = _latency_table(run, space) if cfg.search.latency_budget_ms else None
     found = search_constraints(space, cfg.search, cfg.data.block_size, table)
     result = search_space(space, objective, cfg.search, cfg.seed, found, run.layout.search_state)

@@ -25,6 +25,7 @@ def execute(run: Run) -> dict[str, Any]:
         seed=cfg.seed,
         out_dir=run.stage_dir("supernet"),
         metrics=run.metrics,
+        model=cfg.model,
     )
     history = trainer.train()
     if dist.rank() == 0:
