@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import BertConfig, BertTokenizerFast, GPT2Config
+from transformers import BertConfig, BertTokenizerFast, GPT2Config, GPT2LMHeadModel
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -129,3 +129,55 @@ def toy_task_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         encoding="utf-8",
     )
     return folder
+
+
+def elm_architecture(vocab_size: int, family: str = "masked", positions: int = 64) -> dict:
+    """An ELM architecture as the plain JSON dict elm-space writes (elm-eval's tests import neither
+    elm-space nor elm-train: the ``elm`` model type comes through the entry point)."""
+    return {
+        "backbone": {
+            "family": family,
+            "hidden_size": 32,
+            "vocab_size": vocab_size,
+            "max_positions": positions,
+            "type_vocab_size": 2 if family == "masked" else 0,
+            "embedding": {"kind": "plain", "size": None},
+        },
+        "layers": [
+            {"candidate": 0, "kind": "bert", "ffn_width": 32, "heads": 2, "inner_size": None},
+            {"candidate": 1, "kind": "mobile", "ffn_width": 16, "heads": 2, "inner_size": 16},
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def model_dirs(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> dict[str, Path]:
+    """Tiny saved models, each with the test tokenizer: ``mlm`` (BERT masked LM), ``clm`` (GPT-2),
+    ``small-vocab`` (a BERT masked LM whose vocabulary is smaller than the tokenizer), and, where a
+    package registers model_type ``elm`` through elm-eval's entry point, ``elm-mlm`` and ``elm-clm``
+    (ELM exports, custom code files included)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, BertForMaskedLM
+
+    from elm_eval.loading import register_model_types
+
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    built = {
+        "mlm": BertForMaskedLM(_bert_config(len(tokenizer))),
+        "clm": GPT2LMHeadModel(_gpt2_config(len(tokenizer))),
+        "small-vocab": BertForMaskedLM(_bert_config(40)),
+    }
+    if "elm" in register_model_types():
+        vocab = len(tokenizer)
+        built["elm-mlm"] = AutoModelForMaskedLM.from_config(
+            AutoConfig.for_model("elm", architecture=elm_architecture(vocab))
+        )
+        built["elm-clm"] = AutoModelForCausalLM.from_config(
+            AutoConfig.for_model("elm", architecture=elm_architecture(vocab, "causal"))
+        )
+    out = {}
+    for name, model in built.items():
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+        out[name] = root / name
+    return out

@@ -179,7 +179,7 @@ def test_latency_and_report_through_the_command(models, tmp_path: Path, capsys) 
 def _error(argv: list[str], capsys) -> str:
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "elm-eval: error: " in err and "Traceback" not in err  # transformers may log before it
+    assert f"elm-eval {argv[0]}: error: " in err and "Traceback" not in err  # transformers may log before it
     return err
 
 

@@ -105,7 +105,7 @@ def test_module_latency_for_blocks(bert) -> None:
 
 
 def test_latency_input_errors(bert) -> None:
-    with pytest.raises(ElmEvalError, match=r"seq_lengths \[128\] exceed the model's 64 position embeddings"):
+    with pytest.raises(ElmEvalError, match=r"seq_lengths: \[128\] exceed the model's 64 position embeddings"):
         measure_latency(bert, LatencyConfig(seq_lengths=[16, 128], progress=False))
     with pytest.raises(ElmEvalError, match="no config.vocab_size"):
         measure_latency(torch.nn.Linear(2, 2), LatencyConfig(progress=False))

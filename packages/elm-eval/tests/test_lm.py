@@ -183,7 +183,9 @@ def test_lm_errors_are_clear(tokenizer, bert_config, gpt2_config, tmp_path: Path
     with pytest.raises(ElmEvalError, match="not found"):
         masked_lm_perplexity(tmp_path / "missing", tokenizer, ["good movie"])
     with pytest.raises(ElmEvalError, match="all texts are empty"):
-        masked_lm_perplexity(BertForMaskedLM(bert_config(len(tokenizer))), tokenizer, ["", "  "])
+        masked_lm_perplexity(
+            BertForMaskedLM(bert_config(len(tokenizer))), tokenizer, ["", "  "], MaskedLMConfig(max_length=16)
+        )
     with pytest.raises(ElmEvalError, match="exceeds the model's 64 position"):
         causal_lm_perplexity_from_ids(
             GPT2LMHeadModel(gpt2_config(len(tokenizer))), [5, 6, 7], CausalLMConfig(max_length=128)

@@ -41,7 +41,9 @@ def test_spec_file_resolves_relative_paths(tmp_path: Path) -> None:
     )
     assert load_task_data(load_task_spec(tmp_path / "task.yaml")).train.labels == [1, 0]
     (tmp_path / "bad.yaml").write_text("name: toy\nsource: {kind: files}\n", encoding="utf-8")
-    with pytest.raises(ElmEvalError, match="invalid task spec .*bad.yaml"):
+    with pytest.raises(
+        ElmEvalError, match=r"bad\.yaml: invalid task spec: source\.files\.train: Field required"
+    ):
         load_task_spec(tmp_path / "bad.yaml")
     with pytest.raises(ElmEvalError, match="not found"):
         load_task_spec(tmp_path / "none.yaml")

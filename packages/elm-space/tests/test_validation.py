@@ -50,7 +50,7 @@ def test_heads_must_divide_attention_width():
         ValidationError, match="contains 3, which does not divide the attention width 16 of its mobile block"
     ):
         SearchSpace(backbone=backbone, layers=((mobile,),))
-    with pytest.raises(ValidationError, match=r"layers\[1\]\.heads=3 does not divide the attention width 32"):
+    with pytest.raises(SpaceError, match=r"layers\[1\]\.heads=3 does not divide the attention width 32"):
         Architecture.from_string("0:B32h2|0:B32h3", backbone)
 
 

@@ -1,8 +1,13 @@
 """The ``elm-eval`` command: ``lm``, ``task``, ``latency`` and ``report`` subcommands.
 
 Options left out fall back to the pydantic config defaults, so defaults live in one place. Bad
-input (missing files, unknown columns, label mismatches, empty data, invalid settings) ends with a
-one-paragraph ``elm-eval: error: ...`` message and exit status 2, not a traceback.
+input (missing or unreadable files, unknown columns, label mismatches, empty data, invalid settings,
+a model and tokenizer that do not fit) ends with one line, ``elm-eval <command>: error: <file or
+option>: <what is wrong>``, and exit status 2, not a traceback. Whatever can be checked before the
+work starts (options, output folders, data files, the model against the tokenizer and
+``--max-length``) is checked first, so a long fine-tuning run never fails at its end on a bad
+``--out``. Only ElmEvalError (and pydantic's ValidationError) are caught: a bug still shows its
+traceback.
 """
 
 from __future__ import annotations
@@ -11,29 +16,75 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from elm_eval.errors import ElmEvalError
+from elm_eval.errors import ElmEvalError, describe_validation_error, one_line
+from elm_eval.files import check_output_dir, read_text
+
+#: Files whose presence means a folder already holds a saved model.
+MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
-def _given(args: argparse.Namespace, mapping: dict[str, str]) -> dict[str, Any]:
-    """Config fields for the options the user actually gave (``mapping``: option dest -> field)."""
-    return {field: getattr(args, dest) for dest, field in mapping.items() if getattr(args, dest) is not None}
+def _option(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
 
 
-def _read_texts(paths: Sequence[Path], objective: str) -> list[str]:
+def _config(cls: type[BaseModel], args: argparse.Namespace, fields: dict[str, str], **fixed: Any) -> Any:
+    """``cls`` built from the options the user gave (``fields``: config field -> option dest) and
+    ``fixed`` values; a validation error names the option (``--max-length: ...``)."""
+    values = {field: getattr(args, dest) for field, dest in fields.items() if getattr(args, dest) is not None}
+    try:
+        return cls(**values, **fixed)
+    except ValidationError as exc:
+        names = {field: _option(dest) for field, dest in fields.items()}
+        raise ElmEvalError(describe_validation_error(exc, names)) from None
+
+
+def _positive(args: argparse.Namespace, *dests: str) -> None:
+    for dest in dests:
+        value = getattr(args, dest)
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if item is not None and item < 1:
+                raise ElmEvalError(f"{_option(dest)}: must be at least 1 (got {item})")
+
+
+def _read_texts(paths: Sequence[Path], objective: str, encoding: str) -> list[str]:
     texts: list[str] = []
     for path in paths:
-        if not path.is_file():
-            raise ElmEvalError(f"text file {str(path)!r} not found")
-        content = path.read_text(encoding="utf-8")
+        content = read_text(path, "text file", encoding, hint="; pass --encoding (e.g. latin-1) to read it")
         if objective == "causal-lm":
             texts.append(content)  # a long stream per file; files are joined with the config's joiner
         else:
             texts.extend(line for line in content.splitlines() if line.strip())
     return texts
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    if getattr(args, "out", None) is not None:
+        check_output_dir(args.out, "--out")
+
+
+def _check_save_model(target: Path, inputs: Sequence[str | None], overwrite: bool) -> None:
+    """Refuse, before fine-tuning, a --save-model folder that would overwrite an input model (never
+    allowed) or a model saved earlier (allowed with --overwrite)."""
+    resolved = target.expanduser().resolve()
+    for source in inputs:
+        folder = Path(source).expanduser() if source else None
+        if folder is not None and folder.is_dir() and folder.resolve() == resolved:
+            raise ElmEvalError(
+                f"--save-model {target}: this is the input model folder; saving the fine-tuned classifier "
+                "there would replace its weights, so choose another folder"
+            )
+    check_output_dir(target, "--save-model")
+    held = [name for name in MODEL_FILES if (target / name).exists()] if target.is_dir() else []
+    if held and not overwrite:
+        raise ElmEvalError(
+            f"--save-model {target}: already holds a saved model ({', '.join(held)}); "
+            "pass --overwrite to replace it"
+        )
 
 
 def _emit(result: Any, out: Path | None) -> None:
@@ -54,19 +105,23 @@ def _run_lm(args: argparse.Namespace) -> None:
         masked_lm_perplexity,
     )
 
-    texts = _read_texts(args.text, args.objective)
+    _positive(args, "max_texts")
+    common = {"max_length": "max_length", "batch_size": "batch_size", "device": "device"}
+    run = {"progress": not args.no_progress, "trust_remote_code": args.trust_remote_code}
+    if args.objective == "masked-lm":
+        masking = _config(MaskingConfig, args, {"mask_prob": "mask_prob", "seed": "seed"})
+        config: Any = _config(MaskedLMConfig, args, common, masking=masking, **run)
+    else:
+        config = _config(CausalLMConfig, args, {**common, "stride": "stride"}, **run)
+    _check_out(args)
+    texts = _read_texts(args.text, args.objective, args.encoding)
     if args.max_texts is not None:
         texts = texts[: args.max_texts]
-    common = _given(args, {"max_length": "max_length", "batch_size": "batch_size", "device": "device"})
-    common["progress"] = not args.no_progress
     tokenizer = args.tokenizer or args.model
     if args.objective == "masked-lm":
-        masking = MaskingConfig(**_given(args, {"mask_prob": "mask_prob", "seed": "seed"}))
-        config = MaskedLMConfig(masking=masking, **common)
         result = masked_lm_perplexity(args.model, tokenizer, texts, config, name=args.name)
     else:
-        config_c = CausalLMConfig(**common, **_given(args, {"stride": "stride"}))
-        result = causal_lm_perplexity(args.model, tokenizer, texts, config_c, name=args.name)
+        result = causal_lm_perplexity(args.model, tokenizer, texts, config, name=args.name)
     _emit(result, args.out)
 
 
@@ -76,53 +131,61 @@ def _run_task(args: argparse.Namespace) -> None:
 
     if (args.task is None) == (args.task_spec is None):
         raise ElmEvalError("give exactly one of --task NAME or --task-spec FILE")
+    _positive(args, "max_train", "max_validation", "max_test")
+    fields = {
+        "epochs": "epochs",
+        "learning_rate": "learning_rate",
+        "batch_size": "batch_size",
+        "max_length": "max_length",
+        "seed": "seed",
+        "device": "device",
+    }
+    config = _config(
+        FinetuneConfig, args, fields, progress=not args.no_progress, trust_remote_code=args.trust_remote_code
+    )
+    _check_out(args)
+    if args.save_model is not None:
+        _check_save_model(args.save_model, [args.model, args.tokenizer], args.overwrite)
     spec = get_task(args.task) if args.task else load_task_spec(args.task_spec)
     spec = spec.capped(args.max_train, args.max_validation, args.max_test)
-    config = FinetuneConfig(
-        progress=not args.no_progress,
-        **_given(
-            args,
-            {
-                "epochs": "epochs",
-                "learning_rate": "learning_rate",
-                "batch_size": "batch_size",
-                "max_length": "max_length",
-                "seed": "seed",
-                "device": "device",
-            },
-        ),
-    )
     result, model = finetune(args.model, args.tokenizer or args.model, spec, config, name=args.name)
     if args.save_model is not None:
-        model.save_pretrained(args.save_model)
+        try:
+            model.save_pretrained(args.save_model)
+        except OSError as exc:
+            raise ElmEvalError(f"--save-model {args.save_model}: cannot save: {one_line(exc)}") from None
     _emit(result, args.out)
 
 
 def _run_latency(args: argparse.Namespace) -> None:
     from elm_eval.latency import LatencyConfig, measure_latency
 
-    config = LatencyConfig(
+    fields = {
+        "batch_sizes": "batch_sizes",
+        "seq_lengths": "seq_lengths",
+        "warmup": "warmup",
+        "repeats": "repeats",
+        "num_threads": "threads",
+        "device": "device",
+        "head": "head",
+    }
+    config = _config(
+        LatencyConfig,
+        args,
+        fields,
         measure_memory=not args.no_memory,
         progress=not args.no_progress,
-        **_given(
-            args,
-            {
-                "batch_sizes": "batch_sizes",
-                "seq_lengths": "seq_lengths",
-                "warmup": "warmup",
-                "repeats": "repeats",
-                "threads": "num_threads",
-                "device": "device",
-                "head": "head",
-            },
-        ),
+        trust_remote_code=args.trust_remote_code,
     )
+    _check_out(args)
     _emit(measure_latency(args.model, config, name=args.name), args.out)
 
 
 def _run_report(args: argparse.Namespace) -> None:
     from elm_eval.report import load_result, write_report
 
+    _positive(args, "latency_at")
+    _check_out(args)
     results = [load_result(path) for path in args.results]
     files = write_report(results, args.out, latency_at=tuple(args.latency_at) if args.latency_at else None)
     print(files.summary_markdown.read_text(encoding="utf-8"))
@@ -131,8 +194,15 @@ def _run_report(args: argparse.Namespace) -> None:
             print(f"wrote {path}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``elm-eval task: error: argument --epochs: ...``), status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="elm-eval", description="Evaluate any Hugging Face model.")
+    parser = _Parser(prog="elm-eval", description="Evaluate any Hugging Face model.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def model_options(p: argparse.ArgumentParser) -> None:
@@ -141,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
         p.add_argument("--out", type=Path, help="folder for the result JSON and Markdown")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        p.add_argument(
+            "--trust-remote-code",
+            action="store_true",
+            help="run the modelling code saved in the model folder (only needed for a custom model type "
+            "no installed package registers; ELM models load without it where elm-train is installed)",
+        )
 
     lm = sub.add_parser("lm", help="masked-LM or causal-LM perplexity on text files")
     model_options(lm)
@@ -153,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="masked-LM: one text per line; causal-LM: one stream per file",
     )
+    lm.add_argument("--encoding", default="utf-8", help="text files' encoding (default utf-8)")
     lm.add_argument("--max-texts", type=int, help="use only the first N texts")
     lm.add_argument("--max-length", type=int, help="tokens per chunk (masked) or window (causal)")
     lm.add_argument("--stride", type=int, help="causal-LM window stride")
@@ -176,7 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     task.add_argument("--batch-size", type=int)
     task.add_argument("--max-length", type=int)
     task.add_argument("--seed", type=int)
-    task.add_argument("--save-model", type=Path, help="save the fine-tuned model here")
+    task.add_argument(
+        "--save-model", type=Path, help="save the fine-tuned model here (never the input model's folder)"
+    )
+    task.add_argument(
+        "--overwrite", action="store_true", help="let --save-model replace a model saved there earlier"
+    )
     task.set_defaults(run=_run_task)
 
     latency = sub.add_parser("latency", help="median latency and peak memory over batch sizes x lengths")
@@ -199,13 +281,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; return 0 on success and 2 on bad input (message on stderr)."""
+    """Run the command; return 0 on success and 2 on bad input (one line on stderr)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, its line already printed)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         args.run(args)
-    except (ElmEvalError, ValidationError) as exc:
-        print(f"elm-eval: error: {exc}", file=sys.stderr)
+    except ElmEvalError as exc:
+        print(f"elm-eval {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"elm-eval {args.command}: error: {describe_validation_error(exc)}", file=sys.stderr)
         return 2
     return 0
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterator
+from typing import Annotated
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 from transformers import (
     DataCollatorWithPadding,
@@ -34,6 +35,9 @@ from elm_eval.errors import ElmEvalError
 from elm_eval.loading import (
     ModelSource,
     TokenizerSource,
+    check_device,
+    check_positions,
+    check_vocabulary,
     forward_kwargs,
     is_pretrained,
     load_model,
@@ -62,8 +66,13 @@ class FinetuneConfig(BaseModel):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
     seed: int = 0
-    device: str = "auto"
+    device: Annotated[str, AfterValidator(check_device)] = "auto"
     progress: bool = True
+    trust_remote_code: bool = Field(False, description="run modelling code saved in the model directory")
+
+
+#: Config fields that say how to run, not what is measured: left out of a result's ``settings``.
+RUN_ONLY = {"progress", "device", "trust_remote_code"}
 
 
 def _is_classifier(model: torch.nn.Module) -> bool:
@@ -71,7 +80,12 @@ def _is_classifier(model: torch.nn.Module) -> bool:
 
 
 def prepare_classifier(
-    model: ModelSource, spec: TaskSpec, seed: int, tokenizer: PreTrainedTokenizerBase | None = None
+    model: ModelSource,
+    spec: TaskSpec,
+    seed: int,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    *,
+    trust_remote_code: bool = False,
 ) -> torch.nn.Module:
     """A fresh trainable classifier for ``spec`` from ``model`` (see the module docstring for the routes)."""
     problem = "regression" if spec.task_type == "regression" else "single_label_classification"
@@ -87,8 +101,10 @@ def prepare_classifier(
         extra["pad_token_id"] = tokenizer.pad_token_id  # GPT-2-style heads need it to find the last token
     torch.manual_seed(seed)  # the new head's initialisation
     if isinstance(model, PreTrainedModel):
-        return reload_with_head(model, "sequence-classification", **extra)
-    return load_model(model, "sequence-classification", **extra)
+        return reload_with_head(
+            model, "sequence-classification", trust_remote_code=trust_remote_code, **extra
+        )
+    return load_model(model, "sequence-classification", trust_remote_code=trust_remote_code, **extra)
 
 
 def _tokenizer_with_padding(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
@@ -175,14 +191,21 @@ def finetune(
 ) -> tuple[TaskResult, torch.nn.Module]:
     """Fine-tune on ``task``'s train split; score validation (and test when labelled).
 
-    Returns the result and the fine-tuned model (on the device it was trained on).
+    Returns the result and the fine-tuned model (on the device it was trained on). Everything that
+    can be checked before training (data, labels, tokenizer against the model's vocabulary,
+    ``max_length`` against its positions, the device) is checked before the first step.
     """
     config = config or FinetuneConfig()
     data = task if isinstance(task, TaskData) else load_task_data(task)
     spec = data.spec
     regression = spec.task_type == "regression"
-    tok = _tokenizer_with_padding(load_tokenizer(tokenizer))
-    classifier = prepare_classifier(model, spec, config.seed, tok)
+    train_labels, validation_labels = list(data.train.labels or []), list(data.validation.labels or [])
+    if len(train_labels) != len(data.train) or len(validation_labels) != len(data.validation):
+        raise ElmEvalError(f"task {spec.name!r}: the train and validation splits need labels")
+    tok = _tokenizer_with_padding(load_tokenizer(tokenizer, trust_remote_code=config.trust_remote_code))
+    classifier = prepare_classifier(model, spec, config.seed, tok, trust_remote_code=config.trust_remote_code)
+    check_positions(classifier, config.max_length)
+    check_vocabulary(classifier, tok)
     if hasattr(classifier, "config") and getattr(classifier.config, "pad_token_id", None) is None:
         classifier.config.pad_token_id = tok.pad_token_id
     device = resolve_device(config.device)
@@ -190,9 +213,6 @@ def finetune(
 
     train = _Encoded(tok, data.train, config.max_length)
     validation = _Encoded(tok, data.validation, config.max_length)
-    train_labels, validation_labels = list(data.train.labels or []), list(data.validation.labels or [])
-    if len(train_labels) != len(data.train) or len(validation_labels) != len(data.validation):
-        raise ElmEvalError(f"task {spec.name!r}: the train and validation splits need labels")
     steps = train.num_batches(config.batch_size) * config.epochs
     optimizer, scheduler = _optimizer_and_schedule(classifier, config, steps)
     loss_fn = _loss_fn(regression)
@@ -246,7 +266,7 @@ def finetune(
         num_validation_examples=len(data.validation),
         train_loss_curve=losses,
         validation_score_per_epoch=per_epoch,
-        settings=config.model_dump(exclude={"progress", "device"}),
+        settings=config.model_dump(exclude=RUN_ONLY),
     )
     return result, classifier
 

@@ -22,16 +22,17 @@ import contextlib
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt
 from tqdm.auto import tqdm
 
 from elm_eval.errors import ElmEvalError
 from elm_eval.loading import (
     Head,
     ModelSource,
+    check_device,
     evaluation_mode,
     forward_kwargs,
     is_pretrained,
@@ -62,15 +63,16 @@ class LatencyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     head: Head = "base"
-    batch_sizes: list[int] = Field(default_factory=lambda: [1, 8], min_length=1)
-    seq_lengths: list[int] = Field(default_factory=lambda: [32, 128], min_length=1)
+    batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1, 8], min_length=1)
+    seq_lengths: list[PositiveInt] = Field(default_factory=lambda: [32, 128], min_length=1)
     warmup: int = Field(3, ge=0)
     repeats: int = Field(10, ge=1)
-    device: str = "auto"
+    device: Annotated[str, AfterValidator(check_device)] = "auto"
     num_threads: int | None = Field(None, ge=1, description="torch threads; None keeps the current setting")
     measure_memory: bool = True
     seed: int = 0
     progress: bool = True
+    trust_remote_code: bool = Field(False, description="run modelling code saved in the model directory")
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -227,13 +229,14 @@ def measure_latency(
 ) -> LatencyResult:
     """Latency (and peak memory) of a whole HF model on random token ids for each batch x length pair."""
     config = config or LatencyConfig()
-    module = load_model(model, config.head, require_head=False)
+    module = load_model(model, config.head, require_head=False, trust_remote_code=config.trust_remote_code)
     if config.head == "base" and is_pretrained(module) and module.base_model is not module:
-        module = reload_with_head(module, "base")  # exactly what AutoModel gives for its directory
+        # exactly what AutoModel gives for its directory
+        module = reload_with_head(module, "base", trust_remote_code=config.trust_remote_code)
     vocab, positions = _vocab_and_positions(module)
     too_long = [n for n in config.seq_lengths if positions is not None and n > positions]
     if too_long:
-        raise ElmEvalError(f"seq_lengths {too_long} exceed the model's {positions} position embeddings")
+        raise ElmEvalError(f"seq_lengths: {too_long} exceed the model's {positions} position embeddings")
     target = resolve_device(config.device)
     generator = torch.Generator().manual_seed(config.seed)
     grid = [(b, n) for b in config.batch_sizes for n in config.seq_lengths]

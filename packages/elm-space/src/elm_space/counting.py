@@ -8,13 +8,24 @@ have a weight and a bias, and a tied LM decoder shares the token table (counted 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
-from elm_space.schema import Architecture, Backbone, BlockKind, LayerChoice
+from elm_space.schema import Architecture, Backbone, BlockKind, LayerChoice, SpaceError, as_int
 
 Head = Literal["none", "masked_lm", "causal_lm", "classification"]
+HEADS: tuple[str, ...] = get_args(Head)
+
+
+def _check_head(head: object, num_labels: object) -> int:
+    """SpaceError for an unknown head name or a label count below 1; the label count as an int."""
+    if head not in HEADS:
+        raise SpaceError(f"head={head!r} is not one of {', '.join(repr(h) for h in HEADS)}")
+    labels = as_int(num_labels, "num_labels")
+    if labels < 1:
+        raise SpaceError(f"num_labels={labels} must be at least 1")
+    return labels
 
 
 def _linear(n_in: int, n_out: int) -> int:
@@ -44,6 +55,7 @@ def layer_params(choice: LayerChoice, hidden_size: int) -> int:
 
 
 def head_params(backbone: Backbone, head: Head, num_labels: int = 2) -> int:
+    num_labels = _check_head(head, num_labels)
     h, d = backbone.hidden_size, backbone.embedding_width
     if head in ("masked_lm", "causal_lm"):
         # transform (dense H->D, activation, LayerNorm), then the decoder tied to the token table + bias
@@ -109,8 +121,10 @@ class FlopBreakdown(BaseModel):
 def flop_breakdown(
     arch: Architecture, seq_len: int, head: Head = "none", num_labels: int = 2
 ) -> FlopBreakdown:
+    num_labels = _check_head(head, num_labels)
+    seq_len = as_int(seq_len, "seq_len")
     if seq_len <= 0:
-        raise ValueError(f"seq_len={seq_len} must be positive")
+        raise SpaceError(f"seq_len={seq_len} must be positive")
     b, t = arch.backbone, seq_len
     h, d = b.hidden_size, b.embedding_width
     embedding = 2 * t * 3 * d * h if b.embedding.kind == "factorized" else 0

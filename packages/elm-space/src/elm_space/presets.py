@@ -9,7 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from elm_space.schema import Backbone, BlockKind, CandidateSpec, EmbeddingSpec, Family, SearchSpace
+from pydantic import ValidationError
+
+from elm_space.schema import (
+    Backbone,
+    BlockKind,
+    CandidateSpec,
+    EmbeddingSpec,
+    Family,
+    SearchSpace,
+    SpaceError,
+    UnknownPresetError,
+    describe_validation_error,
+    revalidated,
+)
 
 
 def _candidates(
@@ -124,7 +137,7 @@ def tiny_factorized(**backbone: Any) -> SearchSpace:
     """``tiny`` with MobileBERT's factorised embedding (E = 16)."""
     fields: dict[str, Any] = {"embedding": EmbeddingSpec(kind="factorized", size=16)}
     fields.update(backbone)
-    return tiny(**fields).model_copy(update={"name": "tiny-factorized"})
+    return revalidated(tiny(**fields), "preset 'tiny-factorized'", name="tiny-factorized")
 
 
 PRESETS: dict[str, Callable[..., SearchSpace]] = {
@@ -142,6 +155,11 @@ def preset(name: str, **backbone: Any) -> SearchSpace:
     """A named space; keyword arguments override backbone fields (e.g. ``vocab_size``, ``family``)."""
     try:
         factory = PRESETS[name]
-    except KeyError:
-        raise KeyError(f"unknown search-space preset {name!r}; known: {', '.join(PRESETS)}") from None
-    return factory(**backbone)
+    except (KeyError, TypeError):
+        raise UnknownPresetError(
+            f"unknown search-space preset {name!r}; known: {', '.join(PRESETS)}"
+        ) from None
+    try:
+        return factory(**backbone)
+    except ValidationError as err:
+        raise SpaceError(f"preset {name!r}: {describe_validation_error(err)}") from None

@@ -10,17 +10,23 @@ import random
 from statistics import fmean
 
 from elm_space.counting import embedding_params, layer_params
-from elm_space.schema import Architecture, LayerChoice, SearchSpace
+from elm_space.schema import Architecture, LayerChoice, SearchSpace, SpaceError, as_int
 
 
-def _rng(seed: int | random.Random) -> random.Random:
-    return seed if isinstance(seed, random.Random) else random.Random(seed)
+def _rng(seed: int | str | random.Random) -> random.Random:
+    """A stream from a seed: an int, a str (hashed with SHA-512, stable across processes), or a
+    ``random.Random`` to draw from."""
+    if isinstance(seed, random.Random):
+        return seed
+    if isinstance(seed, str | bytes):
+        return random.Random(seed)
+    return random.Random(as_int(seed, "seed"))
 
 
 def sample_choice(space: SearchSpace, layer: int, rng: random.Random) -> LayerChoice:
     """A candidate uniformly, then a head count uniformly: candidates are equally likely, as in
     single-path one-shot training, however many head counts each lists."""
-    candidates = space.layers[layer]
+    candidates = space.layers[space.layer_index(layer)]
     j = rng.randrange(len(candidates))
     cand = candidates[j]
     heads = cand.heads[rng.randrange(len(cand.heads))]
@@ -39,6 +45,8 @@ def sample(space: SearchSpace, seed: int | random.Random) -> Architecture:
 
 
 def sample_many(space: SearchSpace, n: int, seed: int | random.Random) -> list[Architecture]:
+    if as_int(n, "sample_many: n") < 0:
+        raise SpaceError(f"sample_many: n={n} must be >= 0")
     rng = _rng(seed)
     return [sample(space, rng) for _ in range(n)]
 

@@ -9,14 +9,86 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from enum import StrEnum
-from typing import Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import to_jsonable_python
 
 
 class SpaceError(ValueError):
-    """An architecture or an operation that does not fit its search space."""
+    """The one error type of elm-space: an architecture or an operation that does not fit its search
+    space, or a file that does not hold one. Its message is one line that names the field or file.
+
+    Constructing a schema model directly (``Backbone(...)``, ``Architecture(...)``) raises pydantic's
+    ``ValidationError`` as usual; every function and method of the package raises ``SpaceError``.
+    """
+
+
+class SpaceFileNotFoundError(SpaceError, FileNotFoundError):
+    """A space or architecture file that does not exist (both a SpaceError and a FileNotFoundError)."""
+
+
+class UnknownPresetError(SpaceError, KeyError):
+    """An unknown preset name (both a SpaceError and a KeyError)."""
+
+    __str__ = ValueError.__str__  # KeyError would quote the message
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def describe_validation_error(err: ValidationError, limit: int = 3) -> str:
+    """pydantic's error list as one line: ``field.path: what is wrong (got value)``, ``; ``-joined."""
+    parts = []
+    for item in err.errors(include_url=False)[:limit]:
+        msg = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        where = _location(tuple(item.get("loc", ())))
+        shown = repr(item.get("input"))
+        got = f" (got {shown})" if where and len(shown) <= 60 and item.get("type") != "missing" else ""
+        parts.append(f"{where}: {msg}{got}" if where else msg)
+    more = err.error_count() - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def revalidated(model: M, where: str, **updates: Any) -> M:
+    """``model`` with ``updates`` applied, validated like a new model (``model_copy(update=...)``
+    skips validation, so every copy-with-changes in elm-space goes through here).
+
+    Raises SpaceError naming ``where`` and the field.
+    """
+    data = model.model_dump()
+    data.update(to_jsonable_python(updates))
+    try:
+        return type(model).model_validate(data)
+    except ValidationError as err:
+        raise SpaceError(f"{where}: {describe_validation_error(err)}") from None
+
+
+def as_int(value: Any, what: str) -> int:
+    """``value`` as a plain int (numpy and torch integers too; not bool or float), or SpaceError."""
+    if isinstance(value, bool):
+        raise SpaceError(f"{what}={value!r} is not an int")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise SpaceError(f"{what}={value!r} is not an int") from None
 
 
 class BlockKind(StrEnum):
@@ -165,7 +237,9 @@ class LayerChoice(_Frozen):
                     heads=int(heads),
                     inner_size=int(inner),
                 )
-        except ValueError as err:
+        except ValidationError as err:
+            raise SpaceError(f"layer token {token!r}: {describe_validation_error(err)}") from None
+        except (ValueError, AttributeError) as err:
             raise SpaceError(
                 f"layer token {token!r} is not of the form 'I:B<width>h<heads>' or 'I:M<inner>/<width>h<heads>'"
             ) from err
@@ -199,9 +273,14 @@ class Architecture(_Frozen):
 
     @classmethod
     def from_string(cls, text: str, backbone: Backbone) -> Architecture:
-        return cls(
-            backbone=backbone, layers=tuple(LayerChoice.from_token(t) for t in text.strip().split("|"))
-        )
+        """Parse :meth:`to_string`'s form; SpaceError naming the token or layer otherwise."""
+        if not isinstance(text, str):
+            raise SpaceError(f"architecture string must be a str, got {type(text).__name__}")
+        layers = tuple(LayerChoice.from_token(t) for t in text.strip().split("|"))
+        try:
+            return cls(backbone=backbone, layers=layers)
+        except ValidationError as err:
+            raise SpaceError(f"architecture {text.strip()!r}: {describe_validation_error(err)}") from None
 
     def stable_hash(self, length: int = 12) -> str:
         """Content hash for caches and file names: equal architectures hash equally everywhere."""
@@ -214,16 +293,14 @@ class Architecture(_Frozen):
         Head counts change only how the attention width is split, so the result may leave the
         space's listed head choices; it is still checked to divide each layer's width.
         """
+        heads = list(heads)
         if len(heads) != len(self.layers):
             raise SpaceError(
-                f"heads has {len(heads)} entries but the architecture has {len(self.layers)} layers"
+                f"with_heads: heads has {len(heads)} entries but the architecture has {len(self.layers)} layers"
             )
-        return Architecture(
-            backbone=self.backbone,
-            layers=tuple(
-                layer.model_copy(update={"heads": h}) for layer, h in zip(self.layers, heads, strict=True)
-            ),
-        )
+        heads = [as_int(h, f"with_heads: heads[{i}]") for i, h in enumerate(heads)]
+        layers = [layer.model_dump() | {"heads": h} for layer, h in zip(self.layers, heads, strict=True)]
+        return revalidated(self, "with_heads", layers=layers)
 
     def __str__(self) -> str:
         return self.to_string()
@@ -266,16 +343,31 @@ class SearchSpace(_Frozen):
     def num_layers(self) -> int:
         return len(self.layers)
 
+    def layer_index(self, layer: Any) -> int:
+        """``layer`` checked as an index of this space's layers (SpaceError otherwise; no negatives)."""
+        index = as_int(layer, "layer")
+        if not 0 <= index < len(self.layers):
+            raise SpaceError(
+                f"layer {index} is not in space {self.name!r} (layers 0..{len(self.layers) - 1})"
+            )
+        return index
+
     def options(self, layer: int) -> list[LayerChoice]:
         """Every (candidate, heads) pick of one layer, in a fixed order search can index."""
         return [
             LayerChoice(candidate=j, kind=c.kind, ffn_width=c.ffn_width, heads=h, inner_size=c.inner_size)
-            for j, c in enumerate(self.layers[layer])
+            for j, c in enumerate(self.layers[self.layer_index(layer)])
             for h in c.heads
         ]
 
     def architecture(self, choices: list[LayerChoice] | tuple[LayerChoice, ...]) -> Architecture:
-        arch = Architecture(backbone=self.backbone, layers=tuple(choices))
+        """The architecture of ``choices`` (one per layer), checked against this space (SpaceError)."""
+        try:
+            arch = Architecture.model_validate(
+                {"backbone": self.backbone.model_dump(), "layers": to_jsonable_python(list(choices))}
+            )
+        except ValidationError as err:
+            raise SpaceError(f"architecture: {describe_validation_error(err)}") from None
         self.check(arch)
         return arch
 
