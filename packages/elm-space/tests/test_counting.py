@@ -26,9 +26,10 @@ def test_tiny_plain_masked_lm_by_hand(tiny):
     assert count_params(arch, head="masked_lm") == 23984 + 1220
 
 
-def test_paper_preset_reference_architecture_by_hand():
-    # The reference's test.sh architecture [1,2,0,1,3,11,6,9,9,10,6,7] in the 528-wide space.
-    space = preset("elm-small")
+def test_paper_preset_reference_architecture_by_hand(staircase):
+    # The reference's test.sh architecture [1,2,0,1,3,11,6,9,9,10,6,7] in its 528-wide space.
+    space = staircase(preset("elm-small"))
+    assert [c.ffn_width for c in space.layers[5]] == [132, 264, 396, 528, 660, 792] * 2
     choices = [space.options(i)[c] for i, c in enumerate([1, 2, 0, 1, 3, 11, 6, 9, 9, 10, 6, 7])]
     arch = space.architecture(choices)
     # embedding: 30522*128 + (384*528+528) + 512*528 + 2*528 + 2*528 = 4,382,544

@@ -15,7 +15,8 @@ def test_readme_example(tmp_path, monkeypatch):
         exec(compile(code, "README.md", "exec"), {})
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("6:M132/132h12|0:B132h12|")
-    assert lines[1] == "8916100448256 14430912"
-    assert lines[4] == "396 264"
+    assert lines[1] == "8916100448256 12650496"
+    assert lines[4] == "264 132"
+    assert lines[5] == "43 14361744.0 14861705.0"
     for comment in re.findall(r"# (\d[\d ]+\d)$", code, re.M):
         assert comment in out.getvalue()

@@ -60,7 +60,7 @@ def two_ranks(tmp_path_factory, tiny_teacher_dir):
 
 
 def test_the_whole_pipeline_completes_in_one_launch(two_ranks):
-    config, run_dir, done = two_ranks
+    _, run_dir, done = two_ranks
     info = json.loads((run_dir / "supernet" / "done.json").read_text())
     assert info["world_size"] == 2 and info["steps"] == 12  # 96 blocks / (4 x 2) = 12, capped at 6, x2
     assert done.stdout.count("[elm-train] supernet: running") == 1  # only rank 0 speaks

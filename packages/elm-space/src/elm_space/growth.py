@@ -7,10 +7,11 @@ weights, so there is never a moment where the two disagree.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from fractions import Fraction
 from typing import Any
 
-from elm_space.sampling import mean_params
-from elm_space.schema import SearchSpace, SpaceError, as_int, revalidated
+from elm_space.counting import embedding_params, layer_params
+from elm_space.schema import CandidateSpec, LayerChoice, SearchSpace, SpaceError, as_int, revalidated
 
 
 def _pairs(space: SearchSpace, pairs: Iterable[Any], what: str) -> list[tuple[int, int]]:
@@ -51,14 +52,36 @@ def grow(space: SearchSpace, pairs: Iterable[tuple[int, int]]) -> SearchSpace:
     return revalidated(space, "grow", layers=layers)
 
 
+def _spec_params(spec: CandidateSpec, hidden_size: int, ffn_width: int) -> int:
+    """Parameters of one candidate at ``ffn_width`` (head counts never change them)."""
+    choice = LayerChoice(
+        candidate=0, kind=spec.kind, ffn_width=ffn_width, heads=spec.heads[0], inner_size=spec.inner_size
+    )
+    return layer_params(choice, hidden_size)
+
+
+def _exact_mean_params(space: SearchSpace) -> Fraction:
+    """:func:`~elm_space.mean_params` as an exact fraction, for budget comparisons without rounding."""
+    h = space.backbone.hidden_size
+    total = Fraction(embedding_params(space.backbone))
+    for cands in space.layers:
+        total += Fraction(sum(_spec_params(c, h, c.ffn_width) for c in cands), len(cands))
+    return total
+
+
 def grow_ranked(
     space: SearchSpace, ranked: Iterable[tuple[int, int]], limit: int, budget: int | None = None
 ) -> tuple[SearchSpace, list[tuple[int, int]]]:
-    """Grow up to ``limit`` of the highest-ranked pairs that can still grow.
+    """Grow up to ``limit`` of the highest-ranked pairs that can still grow, within ``budget``.
 
-    Growth is skipped entirely when the mean sampled architecture is already above ``budget``
-    (the space's own ``param_budget`` when not given), as the reference does. Returns the new
-    space and the pairs that grew.
+    The budget (the space's own ``param_budget`` when not given; no budget when both are
+    ``None``) bounds the mean parameter count of a uniformly sampled architecture, computed
+    exactly as :func:`~elm_space.mean_params` does. Pairs are taken in rank order, skipping those
+    already at their maximum width; growth stops before the first pair whose increment would
+    take the mean above the budget. So the pairs that grow are always the top of the ranking, the
+    grown space never passes the budget, and a space already above it does not grow (the
+    reference's check). GROWTH.md beside this package's README gives the reasons. Returns the new
+    space and the pairs that grew, in rank order.
     """
     ranked = _pairs(space, ranked, "grow_ranked")
     limit = as_int(limit, "grow_ranked: limit")
@@ -69,12 +92,20 @@ def grow_ranked(
         if budget <= 0:
             raise SpaceError(f"grow_ranked: budget={budget} must be a positive parameter count or None")
     budget = space.param_budget if budget is None else budget
-    if budget is not None and mean_params(space) > budget:
-        return space, []
+    h = space.backbone.hidden_size
+    mean = _exact_mean_params(space) if budget is not None else Fraction(0)
     chosen: list[tuple[int, int]] = []
     for layer, cand in ranked:
         if len(chosen) >= limit:
             break
-        if space.layers[layer][cand].can_grow and (layer, cand) not in chosen:
-            chosen.append((layer, cand))
+        spec = space.layers[layer][cand]
+        if not spec.can_grow or (layer, cand) in chosen:
+            continue
+        if budget is not None:
+            wider = _spec_params(spec, h, spec.ffn_width + spec.increment)
+            after = mean + Fraction(wider - _spec_params(spec, h, spec.ffn_width), len(space.layers[layer]))
+            if after > budget:
+                break
+            mean = after
+        chosen.append((layer, cand))
     return grow(space, chosen), chosen

@@ -1,7 +1,10 @@
-"""Named search spaces: the paper's three (as the reference code defines them) and small ones.
+"""Named search spaces: the paper's three (after the reference code) and small ones.
 
-The paper spaces follow METHOD.md section 1: per layer, 6 BERT and 6 MobileBERT candidates
-whose initial FFN widths are 1..6 increments, all growable to the same maximum.
+The paper spaces follow METHOD.md section 1: per layer, 6 BERT and 6 MobileBERT candidates (3 + 3
+for elm-micro), all growable by one increment at a time to the same maximum. elm-micro keeps the
+reference's initial widths of 1..3 increments. elm-small and elm-tiny start every candidate at one
+increment: with the reference's 1..6 their mean sampled size is above the growth budget from the
+start, so the dynamic dimension could never run (GROWTH.md beside this package's README).
 """
 
 from __future__ import annotations
@@ -33,12 +36,15 @@ def _candidates(
     inner_size: int,
     mobile_increment: int | None = None,
     mobile_max: int | None = None,
+    staircase: bool = True,
 ) -> tuple[CandidateSpec, ...]:
+    """``per_kind`` BERT then ``per_kind`` mobile candidates; the j-th of a kind starts at j + 1
+    increments (``staircase``) or at one increment."""
     mobile_increment = mobile_increment or increment
     bert = [
         CandidateSpec(
             kind=BlockKind.BERT,
-            ffn_width=increment * (j + 1),
+            ffn_width=increment * (j + 1 if staircase else 1),
             max_ffn_width=max_width,
             increment=increment,
             heads=heads,
@@ -48,7 +54,7 @@ def _candidates(
     mobile = [
         CandidateSpec(
             kind=BlockKind.MOBILE,
-            ffn_width=mobile_increment * (j + 1),
+            ffn_width=mobile_increment * (j + 1 if staircase else 1),
             max_ffn_width=mobile_max or max_width,
             increment=mobile_increment,
             heads=heads,
@@ -78,20 +84,25 @@ def _bert_vocab_backbone(hidden: int, **overrides: Any) -> Backbone:
 
 
 def elm_small(**backbone: Any) -> SearchSpace:
-    """12 layers x 528, 12 candidates per layer (widths 132..792), about 15.7M parameters."""
+    """12 layers x 528, 12 candidates per layer, every FFN starting at 132 and growing by 132 to 792;
+    a 15.7M budget (growth stops at a mean sampled size of 15.7M; the search's default limit)."""
     return _space(
         "elm-small",
         _bert_vocab_backbone(528, **backbone),
         12,
-        _candidates(6, 132, 792, (12,), 132),
+        _candidates(6, 132, 792, (12,), 132, staircase=False),
         15_700_000,
     )
 
 
 def elm_tiny(**backbone: Any) -> SearchSpace:
-    """6 layers x 528 (the reference's 10M configuration)."""
+    """6 layers x 528 (the reference's 10M configuration), candidates as elm-small, a 10M budget."""
     return _space(
-        "elm-tiny", _bert_vocab_backbone(528, **backbone), 6, _candidates(6, 132, 792, (12,), 132), 10_000_000
+        "elm-tiny",
+        _bert_vocab_backbone(528, **backbone),
+        6,
+        _candidates(6, 132, 792, (12,), 132, staircase=False),
+        10_000_000,
     )
 
 
