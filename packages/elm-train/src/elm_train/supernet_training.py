@@ -105,6 +105,16 @@ def build_supernet_kd(
     return SupernetKD(supernet, objective, lm_weight)
 
 
+def drop_unsampled_gradients(supernet: ElmSupernet, arch: Architecture) -> None:
+    """Set the gradients of every candidate ``arch`` did not sample to None (see
+    :meth:`SupernetTraining.before_optimizer_step`; ``scripts/gpu_check.py`` checks it on a GPU)."""
+    for i, layer in enumerate(supernet.layers):
+        for j, block in enumerate(layer):
+            if j != arch.layers[i].candidate:
+                for p in block.parameters():
+                    p.grad = None
+
+
 def default_grow_count(space: SearchSpace, epochs: int) -> int:
     """The reference's num_add = num_layers * average_add_times (3) * type_blocks // epochs, at least 1.
 
@@ -196,11 +206,7 @@ class SupernetTraining(TrainLoop):
         torch optimizer under ZeRO-0 setting them back to None restores single-path semantics.
         """
         assert self.arch is not None
-        for i, layer in enumerate(self.supernet.layers):
-            for j, block in enumerate(layer):
-                if j != self.arch.layers[i].candidate:
-                    for p in block.parameters():
-                        p.grad = None
+        drop_unsampled_gradients(self.supernet, self.arch)
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         dyn = self.cfg.dynamic
