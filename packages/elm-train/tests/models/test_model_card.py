@@ -78,8 +78,8 @@ def test_bert_export_card_loads_without_remote_code(tmp_path, spaces, uniform_ar
     header = read_metadata(directory / "README.md")
     assert "custom_code" not in header["tags"]
     assert header["model-index"][0]["results"][0]["metrics"][0]["value"] == 2.5
-    # Nothing measured: the card says so instead of inventing numbers.
     assert "No scores were measured" not in text
+    # Nothing measured: the card says so instead of inventing numbers.
     bare = write_model_card(directory, ModelCardInfo.for_architecture(arch, name="bare")).read_text()
     assert "No scores were measured." in bare and "Not recorded." in bare and "Latency" not in bare
     assert "model-index" not in read_metadata(directory / "README.md")

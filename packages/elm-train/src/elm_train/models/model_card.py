@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 
 import elm_space
 from elm_space import Architecture, BlockKind
+from elm_train.fsio import write_text_atomic
 
 CARD_NAME = "README.md"
 
@@ -272,7 +273,7 @@ def write_model_card(directory: str | Path, info: ModelCardInfo) -> Path:
     if not directory.is_dir():
         raise FileNotFoundError(f"no model directory {directory}")
     path = directory / CARD_NAME
-    path.write_text(render(info, info.model_id or directory.name), encoding="utf-8")
+    write_text_atomic(path, render(info, info.model_id or directory.name))  # a card is never half-written
     return path
 
 
