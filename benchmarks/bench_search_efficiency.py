@@ -167,9 +167,7 @@ def main() -> None:
         "space": space.name,
         "space_size": space.size(),
         "param_budget": space.param_budget,
-        "search_settings": {
-            k: getattr(cfg, k) for k in ("population", "parents", "mutations", "crossovers", "mutation_prob")
-        },
+        "search_settings": {"population": cfg.population, **cfg.options},
         "fitness": "SupernetFitness: held-out distillation loss of the path (lower is better)",
         "summary": summary,
         "per_seed": per_seed,

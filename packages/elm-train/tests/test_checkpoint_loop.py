@@ -38,7 +38,10 @@ class Toy(TrainLoop):
             self.model,
             data,
             DeepSpeedConfig(zero_stage=zero, micro_batch_size=4, gradient_accumulation_steps=2),
-            OptimConfig(lr=lr, warmup_ratio=0.0, epochs=2, max_steps_per_epoch=4),
+            OptimConfig(lr=lr, warmup_ratio=0.0, epochs=2, max_steps_per_epoch=4)
+            if lr <= 1
+            # a config refuses lr > 1; built without validation, the loop's own guard is what is tested
+            else OptimConfig.model_construct(lr=lr, warmup_ratio=0.0, epochs=2, max_steps_per_epoch=4),
             seed=0,
             out_dir=out_dir,
             metrics=MetricsLog(out_dir / "metrics.jsonl"),

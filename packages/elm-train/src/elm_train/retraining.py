@@ -64,10 +64,11 @@ def narrowed_space(space: SearchSpace, choices: Sequence[elm_space.LayerChoice])
     """
     layers = [list(layer) for layer in space.layers]
     for i, choice in enumerate(choices):
-        layers[i][choice.candidate] = layers[i][choice.candidate].model_copy(
-            update={"ffn_width": choice.ffn_width}
+        where = f"layer {i} candidate {choice.candidate}"
+        layers[i][choice.candidate] = elm_space.revalidated(
+            layers[i][choice.candidate], where, ffn_width=choice.ffn_width
         )
-    return space.model_copy(update={"layers": tuple(tuple(layer) for layer in layers)})
+    return elm_space.revalidated(space, space.name, layers=tuple(tuple(layer) for layer in layers))
 
 
 def baseline_architecture(space: SearchSpace, budget: int) -> Architecture:

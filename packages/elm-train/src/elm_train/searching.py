@@ -7,12 +7,42 @@ runs here exactly like the built-in ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import elm_search
+import elm_space
 from elm_search import Objective
-from elm_space import SearchSpace
-from elm_train.config import SearchStageConfig
+from elm_space import Architecture, SearchSpace
+from elm_train.config import ConfigError, SearchStageConfig
+
+
+def cheapest(space: SearchSpace, cost: Callable[[elm_space.LayerChoice], int]) -> Architecture:
+    """The architecture of least total cost: parameters and FLOPs add up over layers, so it takes
+    the cheapest option of each layer."""
+    layers = tuple(min(space.options(i), key=cost) for i in range(space.num_layers))
+    return Architecture(backbone=space.backbone, layers=layers)
+
+
+def check_budgets(space: SearchSpace, settings: SearchStageConfig, seq_len: int) -> None:
+    """A budget that no architecture of ``space`` meets is refused before anything trains."""
+    hidden = space.backbone.hidden_size
+    budget = settings.param_budget or space.param_budget
+    if budget:
+        least = elm_space.count_params(cheapest(space, lambda c: elm_space.layer_params(c, hidden)))
+        if least > budget:
+            raise ConfigError(
+                f"search.param_budget={budget:,} is below the smallest architecture of space "
+                f"{space.name!r} ({least:,} parameters): no architecture can meet it"
+            )
+    if settings.flops_budget:
+        arch = cheapest(space, lambda c: elm_space.layer_flops(c, hidden, seq_len))
+        least = elm_space.count_flops(arch, seq_len)
+        if least > settings.flops_budget:
+            raise ConfigError(
+                f"search.flops_budget={settings.flops_budget:,} is below the cheapest architecture of "
+                f"space {space.name!r} ({least:,} FLOPs at {seq_len} tokens): no architecture can meet it"
+            )
 
 
 def search_constraints(
@@ -61,4 +91,6 @@ def with_size_front(result: elm_search.SearchResult) -> elm_search.SearchResult:
     sign = 1.0 if not result.objectives[0].maximize else -1.0
     points = [[sign * r.values[name], float(r.params)] for r in result.records]
     front = [result.records[i] for i in elm_search.first_front(points)]
-    return result.model_copy(update={"pareto_front": tuple(front)})
+    return type(result).model_validate(
+        {**result.model_dump(), "pareto_front": [r.model_dump() for r in front]}
+    )

@@ -27,6 +27,7 @@ from elm_train import batches
 from elm_train import distributed as dist
 from elm_train.checkpoint import write_json_atomic
 from elm_train.config import DeepSpeedConfig, KDConfig, SupernetStageConfig
+from elm_train.engine import mixed_precision_masters
 from elm_train.kd import TeacherFeatures, build_objective, kind_eta, student_features, uses_logits
 from elm_train.loop import TrainLoop
 from elm_train.metrics import MetricsSink, NullMetrics
@@ -243,27 +244,7 @@ class SupernetTraining(TrainLoop):
         return digest.hexdigest()
 
     def _reset_optimizer(self, record: GrowthRecord) -> None:
-        """Fresh slices start with zero moments, under any ZeRO stage."""
-        from deepspeed.utils import (
-            safe_get_full_fp32_param,
-            safe_get_full_optimizer_state,
-            safe_set_full_fp32_param,
-            safe_set_full_optimizer_state,
-        )
-
-        params = dict(self.supernet.named_parameters())
-        partitioned = any(safe_get_full_fp32_param(p) is not None for p in params.values())
-        if not partitioned:
-            reset_optimizer_slices(self.optimizer, self.supernet, record)
-            return
-        for change in record.slices:
-            param = params[change.name]
-            safe_set_full_fp32_param(param, param.detach().float())
-            for key in ("exp_avg", "exp_avg_sq"):
-                state = safe_get_full_optimizer_state(param, key)
-                if state is not None:
-                    state.narrow(change.dim, change.start, change.stop - change.start).zero_()
-                    safe_set_full_optimizer_state(param, state, key)
+        reset_grown_slices(self.optimizer, self.supernet, record)
 
     def extra_state(self) -> dict[str, Any]:
         return {
@@ -279,6 +260,48 @@ class SupernetTraining(TrainLoop):
         self.supernet.space = self.space
         self.tracker = PcaTracker.from_json(state["pca"])
         self.widths = state["widths"]
+
+
+def reset_grown_slices(optimizer: Any, supernet: nn.Module, record: GrowthRecord) -> None:
+    """After ``supernet.grow``: the fresh slices start with zero moments, under any ZeRO stage and
+    precision (``optimizer`` is the one DeepSpeed returned). Under bf16 or fp16 the optimizer's fp32
+    master copies of the slices take the fresh values too; else the next step would copy the old
+    (decayed) values back over them."""
+    from deepspeed.utils import (
+        safe_get_full_fp32_param,
+        safe_get_full_optimizer_state,
+        safe_set_full_fp32_param,
+        safe_set_full_optimizer_state,
+    )
+
+    params = dict(supernet.named_parameters())
+    masters = mixed_precision_masters(optimizer)
+    if masters:  # ZeRO-0 under bf16/fp16: the torch optimizer sees only the fp32 copies
+        inner = optimizer.optimizer
+        for change in record.slices:
+            param, length = params[change.name], change.stop - change.start
+            master = masters[id(param)]
+            fresh = param.detach().narrow(change.dim, change.start, length)
+            master.data.narrow(change.dim, change.start, length).copy_(fresh.float())
+            for value in inner.state.get(master, {}).values():
+                if torch.is_tensor(value) and value.shape == master.shape:
+                    value.narrow(change.dim, change.start, length).zero_()
+        return
+    partitioned = any(safe_get_full_fp32_param(p) is not None for p in params.values())
+    if not partitioned:
+        reset_optimizer_slices(optimizer, supernet, record)
+        return
+    for change in record.slices:
+        param, length = params[change.name], change.stop - change.start
+        full = safe_get_full_fp32_param(param)
+        fresh = param.detach().narrow(change.dim, change.start, length).float()
+        full.narrow(change.dim, change.start, length).copy_(fresh.to(full.device))
+        safe_set_full_fp32_param(param, full)  # only the fresh slice changes; the rest keeps fp32
+        for key in ("exp_avg", "exp_avg_sq"):
+            state = safe_get_full_optimizer_state(param, key)
+            if state is not None:
+                state.narrow(change.dim, change.start, length).zero_()
+                safe_set_full_optimizer_state(param, state, key)
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,7 @@ class Run:
         """The teacher's checkpoint: the configured one, or the stand-in the teacher stage trained."""
         if self.config.teacher.train is None:
             assert self.config.teacher.name_or_path is not None  # the config's validator says so
-            return teacher_lib.resolve(self.config.teacher.name_or_path)
+            return teacher_lib.resolve(self.config.hub_source(self.config.teacher.name_or_path))
         trained = self.layout.teacher_model
         if not (trained / "config.json").is_file():
             raise ConfigError(

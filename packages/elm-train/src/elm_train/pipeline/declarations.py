@@ -93,7 +93,7 @@ STAGES: tuple[Stage, ...] = (
         "tasks",
         tasks.execute,
         reads=("data", "teacher", "retrain"),
-        writes=("task_model", "results"),
+        writes=("task_model", "task_selection", "glue_submission", "results"),
         ranks="all",
         applies=lambda config: bool(config.task_names),
         summary="fine-tune teacher and students on each task",

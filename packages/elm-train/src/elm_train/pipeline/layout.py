@@ -124,6 +124,27 @@ class RunLayout:
     def task_training(self, task: str, who: str) -> Path:
         return self.task_dir(task) / f"{who}-train"
 
+    def task_best(self, task: str, who: str) -> Path:
+        """The best model on the validation split so far, while a task trains."""
+        return self.task_training(task, who) / "best"
+
+    def task_selection(self, task: str, who: str) -> Path:
+        """Which evaluation's model ``task_model`` is (step, score) and every evaluation's score."""
+        return self.task_dir(task) / f"{who}-selection.json"
+
+    @property
+    def glue_submission(self) -> Path:
+        """GLUE test-set predictions in the server's layout, one folder per student."""
+        return self.stage_dir("tasks") / "glue_submission"
+
+    def glue_submission_dir(self, student: str) -> Path:
+        """``CoLA.tsv``, ``MNLI-m.tsv``, ... of one student (zip the folder's files to submit)."""
+        return self.glue_submission / student
+
+    def glue_submission_record(self, student: str) -> Path:
+        """Per task, which files were written (rows) and which could not be (why)."""
+        return self.glue_submission / f"{student}.json"
+
     @property
     def results(self) -> Path:
         """Every elm-eval result file of the run (tasks, perplexity, latency), read by the report."""

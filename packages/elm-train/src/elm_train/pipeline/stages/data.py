@@ -19,9 +19,9 @@ def _save_tokenizer(run: Run) -> None:
         assert cfg.tokenizer.files is not None  # the config's validator says so
         built = tokenizer.gpt2_from_files(cfg.tokenizer.files)
     elif source == "teacher":
-        built = teacher.load_tokenizer(str(cfg.teacher.tokenizer or cfg.teacher.name_or_path))
+        built = teacher.load_tokenizer(cfg.hub_source(str(cfg.teacher.tokenizer or cfg.teacher.name_or_path)))
     else:
-        texts = data.load_corpus(cfg.data)["train"]
+        texts = data.load_corpus(cfg.data, cfg.hub_mirrors)["train"]
         built = tokenizer.train_bpe(texts, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency)
     with atomic_directory(run.layout.tokenizer) as tmp:
         built.save_pretrained(tmp)
@@ -31,7 +31,9 @@ def execute(run: Run) -> dict[str, Any]:
     if not (run.layout.tokenizer / "tokenizer_config.json").is_file():
         _save_tokenizer(run)
     if not (run.layout.blocks / "dataset_dict.json").is_file():
-        data.build_blocks(run.config.data, run.tokenizer, not run.causal, run.layout.blocks)
+        data.build_blocks(
+            run.config.data, run.tokenizer, not run.causal, run.layout.blocks, run.config.hub_mirrors
+        )
     return {
         "splits": data.summary(run.blocks),
         "tokenizer": run.tokenizer_name,

@@ -3,11 +3,13 @@ would run on any other checkpoint): LM perplexity on held-out text, and CPU late
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import elm_eval
 from elm_eval import CausalLMConfig, LatencyConfig, MaskedLMConfig, MaskingConfig
 from elm_train.data import heldout_texts
+from elm_train.errors import ElmTrainError
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run
@@ -32,7 +34,7 @@ def execute(run: Run) -> dict[str, Any]:
     models = {name: str(info["model_dir"]) for name, info in run.students().items()}
     info: dict[str, Any] = {}
     if cfg.lm:
-        texts = heldout_texts(run.config.data, cfg.lm_documents)
+        texts = heldout_texts(run.config.data, cfg.lm_documents, run.config.hub_mirrors)
         length = run.config.data.block_size
         # the causal teacher has an LM head, so it gets a perplexity too (MiniLM has none)
         lm_models = {"teacher": run.teacher_source, **models} if run.causal else models
@@ -44,6 +46,11 @@ def execute(run: Run) -> dict[str, Any]:
             else:
                 config = MaskedLMConfig(max_length=length, masking=MaskingConfig(seed=run.config.seed))
                 result = elm_eval.masked_lm_perplexity(path, run.tokenizer, texts, config, name=name)
+            if not math.isfinite(result.perplexity):  # a number that is not a result
+                raise ElmTrainError(
+                    f"evaluate: {name} ({path}): held-out loss {result.loss} gives perplexity "
+                    f"{result.perplexity}; its outputs overflow, so it is not reported"
+                )
             elm_eval.write_result(result, run.layout.results)
             info[f"{name}.perplexity"] = result.perplexity
     if cfg.latency:

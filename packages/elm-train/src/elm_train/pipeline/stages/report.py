@@ -16,10 +16,18 @@ import elm_eval
 from elm_eval.plots import plot_loss_curves
 from elm_train import plots
 from elm_train.checkpoint import write_json_atomic
+from elm_train.models.model_card import Score
+from elm_train.pipeline.cards import write_student_card
 from elm_train.supernet_training import WIDTHS_FILE
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run
+
+FITNESS_LABELS = {
+    "distill_loss": "held-out distillation loss",
+    "wpca": "W-PCA proxy",
+    "params": "fitness = parameter count",
+}
 
 
 def _curves(run: Run) -> dict[str, list[float]]:
@@ -38,6 +46,8 @@ def execute(run: Run) -> dict[str, Any]:
     out = run.stage_dir("report")
     stages = {s.name: run.done_info(s.name) for s in STAGES if s.name != "report" and run.is_done(s.name)}
     results = [elm_eval.load_result(p) for p in sorted(run.layout.results.glob("*.json"))]
+    if run.is_done("retrain"):
+        complete_model_cards(run, results)
     files: dict[str, str] = {}
     if results:
         report = elm_eval.write_report(results, out / "comparison")
@@ -63,17 +73,50 @@ def execute(run: Run) -> dict[str, Any]:
     return {"report": str(run.layout.report_markdown), "files": files}
 
 
+def corpus_name(cfg: Any) -> str:
+    """The corpus as the report names it: its hub id (and config) for a hub corpus."""
+    data = cfg.data
+    if data.source == "hub":
+        return f"{data.hub_id} {data.hub_config}" if data.hub_config else str(data.hub_id)
+    return str(data.source)
+
+
+def complete_model_cards(run: Run, results: list[Any]) -> None:
+    """Rewrite each student's model card with what the run measured of it."""
+    for name, student in run.students().items():
+        scores = [
+            Score(name=f"{r.task} ({r.metric})", value=r.score, metric=r.metric, task=r.task)
+            for r in results
+            if r.kind == "task" and r.model == name
+        ]
+        scores += [
+            Score(name="perplexity", value=r.perplexity, metric="perplexity", dataset=run.config.data.source)
+            for r in results
+            if r.kind == "lm" and r.model == name
+        ]
+        latency = next(
+            (r.entries[0].stats.median_ms for r in results if r.kind == "latency" and r.model == name), None
+        )
+        training = json.loads((run.layout.student_dir(name) / "result.json").read_text())
+        write_student_card(
+            run, student["model_dir"], name, student["architecture"], training, scores, latency
+        )
+
+
 def markdown(run: Run, stages: dict[str, Any], comparison: str, files: dict[str, str]) -> str:
     lines = [f"# ELM run report: {run.config.name}", ""]
     cfg = run.config
     teacher = cfg.teacher.name_or_path or "stand-in GPT-2 trained here"
     lines += [
         f"- teacher: `{teacher}`; tokenizer: `{cfg.tokenizer_source}`; "
-        f"corpus: `{cfg.data.source}` in blocks of {cfg.data.block_size} tokens",
+        f"corpus: `{corpus_name(cfg)}` in blocks of {cfg.data.block_size} tokens",
         f"- search space: `{cfg.space if isinstance(cfg.space, str) else cfg.space.name}`; seed {cfg.seed}; "
         f"hidden loss: {cfg.supernet.kd.hidden_loss}; DeepSpeed ZeRO-{cfg.deepspeed.zero_stage}, {cfg.deepspeed.precision}",
         "",
     ]
+    if cfg.hub_mirrors:
+        copies = "; ".join(f"`{hub_id}` from `{path}`" for hub_id, path in cfg.hub_mirrors.items())
+        lines[-1:-1] = [f"- hub ids read from local copies, not from the hub: {copies}"]
     if "teacher" in stages:
         lines += teacher_section(stages["teacher"])
     if "supernet" in stages:
@@ -92,7 +135,7 @@ def markdown(run: Run, stages: dict[str, Any], comparison: str, files: dict[str,
             "## Search",
             "",
             f"Best of {s['evaluations']} evaluated paths: `{s['architecture']}` "
-            f"({s['params']:,} parameters, held-out distillation loss {s['distill_loss']:.4f}).",
+            f"({s['params']:,} parameters, {FITNESS_LABELS[s['fitness']]} {s[s['fitness']]:.6g}).",
             "",
         ]
     if "heads" in stages:
@@ -162,7 +205,7 @@ def perplexity_section(run: Run, perplexities: dict[str, float], stages: dict[st
         else "masked-LM (15% of tokens)"
     )
     lines = [
-        f"## Perplexity ({cfg.data.source} {split} text, {protocol})",
+        f"## Perplexity ({corpus_name(cfg)} {split} text, {protocol})",
         "",
         "| model | parameters | perplexity |",
         "|---|---|---|",

@@ -15,6 +15,7 @@ import elm_space
 from elm_train import distributed as dist
 from elm_train.checkpoint import write_json_atomic
 from elm_train.fsio import atomic_directory
+from elm_train.pipeline.cards import write_student_card
 from elm_train.retraining import Retraining, baseline_architecture, build_student
 
 if TYPE_CHECKING:
@@ -66,12 +67,14 @@ def _retrain(run: Run, name: str, student_info: dict[str, Any]) -> dict[str, Any
         "architecture": arch.to_string(),
         "params": elm_space.count_params(arch),
         "init": init,
+        "steps": trainer.total_steps,
         "final_loss": history[-1][1],
     }
     if dist.rank() == 0:
         with atomic_directory(student_info["model_dir"]) as tmp:
             trainer.model.student.save_pretrained(tmp)
             run.tokenizer.save_pretrained(tmp)
+            write_student_card(run, tmp, name, arch, result)
         write_json_atomic(run.layout.student_dir(name) / "result.json", result)
     dist.barrier()
     return result

@@ -1,5 +1,5 @@
 """Search: the registered searcher over the trained supernet's grown space, scored by
-:class:`~elm_train.fitness.SupernetFitness`. The state is written after every generation, so a
+the configured fitness (:mod:`elm_train.fitness`). The state is written after every generation, so a
 killed search resumes without re-evaluating."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import elm_search
 from elm_search import LatencyTable, Objective
 from elm_space import Architecture, SearchSpace
-from elm_train import batches, faults
+from elm_train import batches, faults, fsio
 from elm_train.errors import ElmTrainError
-from elm_train.fitness import SupernetFitness
+from elm_train.fitness import build_fitness
 from elm_train.latency_table import measure_table
 from elm_train.searching import search_constraints, search_space, with_size_front
 
@@ -29,8 +29,9 @@ def _latency_table(run: Run, space: SearchSpace) -> LatencyTable:
     table, report = measure_table(
         space, cfg.latency_batch_size, cfg.latency_seq_len, cfg.latency_repeats, run.config.seed
     )
-    table.save(run.layout.latency_table)
-    run.layout.latency_predictor.write_text(json.dumps(report.model_dump(), indent=2))
+    # the table is the cache: written last and atomically, so a killed run never finds a torn one
+    fsio.write_text_atomic(run.layout.latency_predictor, json.dumps(report.model_dump(), indent=2))
+    fsio.write_text_atomic(run.layout.latency_table, table.model_dump_json(indent=2) + "\n")
     return table
 
 
@@ -42,7 +43,7 @@ def execute(run: Run) -> dict[str, Any]:
     val = batches.eval_batches(
         run.blocks["validation"], cfg.deepspeed.micro_batch_size, cfg.search.valid_batches
     )
-    fitness = SupernetFitness(trained.model, run.teacher_features, val)
+    fitness = build_fitness(cfg.search, trained.model, run.teacher_features, val, cfg.supernet.dynamic)
 
     def evaluate(arch: Architecture) -> float:
         value = fitness(arch)
@@ -70,6 +71,7 @@ def execute(run: Run) -> dict[str, Any]:
     return {
         "architecture": best.architecture.to_string(),
         "hash": best.hash,
+        "fitness": fitness.name,
         fitness.name: best.values[fitness.name],
         "params": best.params,
         "evaluations": result.evaluations,

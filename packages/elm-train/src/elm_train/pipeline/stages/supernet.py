@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import elm_space
 from elm_train import distributed as dist
 from elm_train.fsio import atomic_directory
+from elm_train.searching import check_budgets
 from elm_train.supernet_training import SupernetTraining, TrainedSupernet, save_supernet
 
 if TYPE_CHECKING:
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 
 def execute(run: Run) -> dict[str, Any]:
     cfg = run.config
+    # the real vocabulary is known now: a budget no architecture meets stops here, not at search
+    check_budgets(run.initial_space, cfg.search, cfg.data.block_size)
     trainer = SupernetTraining(
         run.initial_space,
         run.teacher_features,

@@ -1,21 +1,27 @@
 """Tasks: fine-tune the teacher (once) and every retrained student on each task, the students
-with distillation from the fine-tuned teacher (:mod:`elm_train.task_distill`); one elm-eval
-TaskResult per model in the run's results."""
+with distillation from the fine-tuned teacher (:mod:`elm_train.task_distill`), each keeping its
+best validation checkpoint; one elm-eval TaskResult per model in the run's results, and for
+GLUE tasks each student's test-set predictions in the GLUE server's layout
+(:mod:`elm_train.glue_submission`)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 import elm_eval
-from elm_eval import TaskResult
+from elm_eval import TaskData, TaskResult, TaskSpec
 from elm_train import distributed as dist
+from elm_train import glue_submission
 from elm_train.checkpoint import write_json_atomic
+from elm_train.config import TaskStageConfig
 from elm_train.fsio import atomic_directory
-from elm_train.task_distill import TaskTraining, classifier, encode, score, task_spec
+from elm_train.task_distill import TaskTraining, classifier, encode, task_deepspeed, task_spec
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run
@@ -23,69 +29,140 @@ if TYPE_CHECKING:
 
 def run_task(run: Run, name: str) -> list[TaskResult]:
     cfg = run.config.tasks
+    plan = cfg.for_task(name)
     layout = run.layout
-    spec = task_spec(name, cfg)
+    spec = elm_eval.with_hub_mirrors(task_spec(name, cfg), run.config.hub_mirrors)
     data = elm_eval.load_task_data(spec)
     train = encode(run.tokenizer, data, "train", cfg.max_seq_length)
     valid = encode(run.tokenizer, data, "validation", cfg.max_seq_length)
-    regression = spec.task_type == "regression"
     pad = run.tokenizer.pad_token_id or 0
+    ds = task_deepspeed(run.config.deepspeed, plan.batch_size, dist.world_size())
     layout.task_dir(name).mkdir(parents=True, exist_ok=True)
 
     def trained(
-        who: str, source: str | Path, teacher: PreTrainedModel | None, lr: float, epochs: int
+        who: str,
+        source: str | Path,
+        teacher: PreTrainedModel | None,
+        lr: float,
+        epochs: int,
+        eval_every: int | None,
     ) -> TaskResult:
         target = layout.task_model(name, who)
         if not (target / "config.json").is_file():
             model = classifier(source, spec, run.config.seed)
-            history = TaskTraining(
+            trainer = TaskTraining(
                 f"{name}.{who}",
                 model,
                 teacher,
                 train,
-                regression,
+                spec,
                 cfg,
                 cfg.optim.model_copy(update={"lr": lr, "epochs": epochs}),
-                run.config.deepspeed,
+                ds,
                 seed=run.config.seed,
                 out_dir=layout.task_training(name, who),
                 pad_id=pad,
+                validation=valid,
+                eval_every=eval_every,
+                best_dir=layout.task_best(name, who),
                 metrics=run.metrics,
                 checkpoint_every=run.config.supernet.checkpoint_every,
-            ).train()
+            )
+            history = trainer.train()
             if dist.rank() == 0:
                 write_json_atomic(layout.task_loss_curve(name, who), [loss for _, loss in history])
-                with atomic_directory(target) as tmp:
-                    model.save_pretrained(tmp)
+                write_json_atomic(
+                    layout.task_selection(name, who),
+                    {"best": trainer.best, "evaluations": trainer.evaluations},
+                )
+                with atomic_directory(target) as tmp:  # its existence says the model is final
+                    shutil.copytree(trainer.best_dir, tmp, dirs_exist_ok=True)
             dist.barrier()
+        selection = json.loads(layout.task_selection(name, who).read_text())
+        best = selection["best"]
         model = AutoModelForSequenceClassification.from_pretrained(str(target))
-        scored = score(model, valid, spec, pad)
         return TaskResult(
             model=who,
             task=name,
             metric=spec.metric,
-            score=scored["score"],
-            validation_metrics=scored["values"],
+            score=best["score"],
+            validation_metrics=best["values"],
             num_parameters=sum(p.numel() for p in model.parameters()),
             num_train_examples=len(train),
             num_validation_examples=len(valid),
             train_loss_curve=json.loads(layout.task_loss_curve(name, who).read_text()),
             settings={
-                "kd": "none" if teacher is None else cfg.logits_loss,
+                **_kd_settings(cfg, teacher is not None, regression=spec.task_type == "regression"),
                 "max_seq_length": cfg.max_seq_length,
+                "epochs": epochs,
+                "lr": lr,
+                "batch_size": ds.micro_batch_size * ds.gradient_accumulation_steps * dist.world_size(),
+                "eval_every": eval_every or "epoch",
+                "best_step": best["step"],
+                "evaluations": [[e["step"], e["score"]] for e in selection["evaluations"]],
             },
         )
 
-    results = [trained("teacher", run.teacher_source, None, cfg.teacher_lr, cfg.teacher_epochs)]
+    results = [trained("teacher", run.teacher_source, None, plan.teacher_lr, plan.teacher_epochs, None)]
     teacher = AutoModelForSequenceClassification.from_pretrained(
         str(layout.task_model(name, "teacher"))
     ).eval()
+    test_set: glue_submission.GlueTestSet | None = None
     for student, info in run.students().items():
-        results.append(trained(student, info["model_dir"], teacher, cfg.optim.lr, cfg.optim.epochs))
+        results.append(trained(student, info["model_dir"], teacher, plan.lr, plan.epochs, plan.eval_every))
+        if cfg.glue_submission and glue_submission.glue_task(spec) is not None:
+            test_set = _submit(run, name, spec, data, student, test_set)
     if dist.rank() == 0:
         for result in results:
             elm_eval.write_result(result, layout.results)
     return results
+
+
+def _kd_settings(cfg: TaskStageConfig, distilled: bool, regression: bool) -> dict[str, Any]:
+    if not distilled:
+        return {"kd": "none"}
+    hidden = {feature: f"{loss} x {weight:g}" for feature, loss, weight in cfg.hidden_terms()}
+    prediction = f"mse to {cfg.regression_target}" if regression else cfg.logits_loss
+    return {
+        "kd": prediction,
+        "kd_weight": cfg.logits_weight,
+        "label_weight": cfg.label_weight,
+        "hidden_kd": hidden or "none",
+    }
+
+
+def _submit(
+    run: Run,
+    name: str,
+    spec: TaskSpec,
+    data: TaskData,
+    student: str,
+    test_set: glue_submission.GlueTestSet | None,
+) -> glue_submission.GlueTestSet | None:
+    """Write ``student``'s GLUE files for task ``name`` (rank 0; skipped when already recorded);
+    returns the task's test rows, loaded once for all students."""
+    layout = run.layout
+    record_path = layout.glue_submission_record(student)
+    if dist.rank() == 0:
+        record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+        if name not in record:
+            if test_set is None:
+                test_set = glue_submission.glue_test_set(spec, data)
+            assert test_set is not None  # a GLUE task
+            model = AutoModelForSequenceClassification.from_pretrained(str(layout.task_model(name, student)))
+            if torch.cuda.is_available():
+                model.to(torch.device("cuda", torch.cuda.current_device()))
+            record[name] = glue_submission.write_predictions(
+                model,
+                run.tokenizer,
+                test_set,
+                layout.glue_submission_dir(student),
+                max_length=run.config.tasks.max_seq_length,
+                pad_id=run.tokenizer.pad_token_id or 0,
+            )
+            write_json_atomic(record_path, record)
+    dist.barrier()
+    return test_set
 
 
 def execute(run: Run) -> dict[str, Any]:

@@ -1,0 +1,590 @@
+"""``elm-train run --plan``: what a run will do, sized before anything runs.
+
+For every stage the pipeline declares (:data:`elm_train.pipeline.STAGES`, so a new stage shows up
+here by itself), the plan gives its optimizer steps, the tokens it processes, and the disk its
+outputs take in the run directory; then what the run downloads and the disk in all. Nothing is
+trained and nothing is downloaded to make it: hub data and models are sized from their documented
+sizes (the tables below), local ones are read, and what cannot be known before the data stage has
+run (the number of training blocks of a hub corpus) is said so, with the formula. Given a run
+directory whose data stage has finished, the plan uses its real block counts.
+
+Disk figures are estimates from the sizes of what the stages write: a DeepSpeed checkpoint holds
+about 16 bytes per trained parameter (the module's weights twice, AdamW's two moments, and under
+bf16/fp16 the fp32 master weights), exported weights 4 bytes (fp32), packed blocks 4 bytes a token.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import elm_eval
+import elm_space
+from elm_train.config import RunConfig
+
+CHECKPOINT_BYTES_PER_PARAM = 16
+EXPORT_BYTES_PER_PARAM = 4
+BLOCK_BYTES_PER_TOKEN = 4
+KEEP_CHECKPOINTS = 2
+"""Every training loop keeps its two newest checkpoints."""
+
+DOCUMENTED_CORPORA: dict[tuple[str, str | None], dict[str, int]] = {
+    ("wikimedia/wikipedia", "20231101.en"): {"train": 6_407_814},
+}
+"""Documents per split of hub corpora the presets name (the dataset cards)."""
+
+DOCUMENTED_MODELS: dict[str, tuple[int, int]] = {
+    "bert-base-uncased": (109_482_240, 440_449_768),
+    "google-bert/bert-base-uncased": (109_482_240, 440_449_768),
+    "gpt2": (124_439_808, 548_105_171),
+    "openai-community/gpt2": (124_439_808, 548_105_171),
+}
+"""(parameters without task heads, bytes of ``model.safetensors``) of hub teachers the docs name."""
+
+GLUE_SPLITS: dict[str, dict[str, int]] = {
+    "cola": {"train": 8_551, "validation": 1_043, "test": 1_063},
+    "sst2": {"train": 67_349, "validation": 872, "test": 1_821},
+    "mrpc": {"train": 3_668, "validation": 408, "test": 1_725},
+    "qqp": {"train": 363_846, "validation": 40_430, "test": 390_965},
+    "stsb": {"train": 5_749, "validation": 1_500, "test": 1_379},
+    "mnli": {
+        "train": 392_702,
+        "validation_matched": 9_815,
+        "validation_mismatched": 9_832,
+        "test_matched": 9_796,
+        "test_mismatched": 9_847,
+    },
+    "qnli": {"train": 104_743, "validation": 5_463, "test": 5_463},
+    "rte": {"train": 2_490, "validation": 277, "test": 3_000},
+    "wnli": {"train": 635, "validation": 71, "test": 146},
+    "ax": {"test": 1_104},
+}
+"""Rows per split of ``nyu-mll/glue`` (its dataset card)."""
+GLUE_DATASET = "nyu-mll/glue"
+
+
+@dataclass
+class StagePlan:
+    name: str
+    summary: str
+    runs: bool = True
+    steps: str = "-"
+    tokens: int | None = 0
+    """Tokens through the models (training and scoring); None: not known before the data stage."""
+    tokens_text: str | None = None
+    disk: int | None = 0
+    """Bytes the stage leaves in the run directory; None: not known before the data stage."""
+    disk_text: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Download:
+    what: str
+    source: str
+    size: str
+
+
+@dataclass
+class Plan:
+    name: str
+    processes: int
+    stages: list[StagePlan]
+    downloads: list[Download]
+    blocks_note: str
+    notes: list[str]
+
+    @property
+    def disk(self) -> tuple[int, bool]:
+        """Known bytes in all, and whether some stage's share is unknown."""
+        known = sum(s.disk or 0 for s in self.stages if s.runs)
+        return known, any(s.disk is None for s in self.stages if s.runs)
+
+
+@dataclass
+class _Context:
+    config: RunConfig
+    processes: int
+    train_blocks: int | None
+    valid_blocks: int | None
+    blocks_note: str
+    vocab: int | None
+    teacher_params: int | None
+    student_params: int
+    supernet_params: int
+
+    @property
+    def global_batch(self) -> int:
+        ds = self.config.deepspeed
+        return ds.micro_batch_size * ds.gradient_accumulation_steps * self.processes
+
+    @property
+    def block(self) -> int:
+        return self.config.data.block_size
+
+    def steps(self, epochs: int, cap: int | None) -> tuple[int | None, str]:
+        """Optimizer steps of a loop over the training blocks: exact, or the formula."""
+        if self.train_blocks is not None:
+            per_epoch = self.train_blocks // self.global_batch
+            per_epoch = min(per_epoch, cap) if cap else per_epoch
+            return epochs * per_epoch, f"{epochs * per_epoch:,}"
+        if cap:
+            return epochs * cap, f"<= {epochs * cap:,}"
+        return None, f"{epochs} x N/{self.global_batch:,}"
+
+
+def _si(n: float, unit: str = "") -> str:
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {prefix}{unit}"
+    return f"{n:,.0f} {unit}".rstrip()
+
+
+def _bytes(n: int) -> str:
+    return _si(n, "B") if n >= 1000 else f"{n} B"
+
+
+# --- what can be known without downloading ----------------------------------------------------------
+
+
+def mirror_rows(directory: str | Path, config_name: str | None) -> dict[str, int] | None:
+    """Rows per split of a local copy in the hub's layout, read from its parquet files' metadata
+    (the ``README.md`` header's ``configs``; nothing is converted or cached); None when the copy
+    is not of that form."""
+    import pyarrow.parquet as pq
+    import yaml
+
+    directory = Path(directory).expanduser()
+    readme = directory / "README.md"
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    if not text.startswith("---"):
+        return None
+    try:
+        header = yaml.safe_load(text.split("---", 2)[1]) or {}
+    except yaml.YAMLError:
+        return None
+    entries = [c for c in header.get("configs") or [] if isinstance(c, dict)]
+    entry = next((c for c in entries if c.get("config_name") == (config_name or "default")), None)
+    files = entry.get("data_files") if entry else None
+    if isinstance(files, dict):
+        items = list(files.items())
+    elif isinstance(files, list):
+        items = [(f.get("split", "train"), f.get("path")) for f in files if isinstance(f, dict)]
+    else:
+        items = [("train", files)] if isinstance(files, str) else []
+    out: dict[str, int] = {}
+    for split, patterns in items:
+        patterns = [patterns] if isinstance(patterns, str) else list(patterns or [])
+        paths = sorted({p for pattern in patterns for p in directory.glob(pattern)})
+        if not paths or any(p.suffix != ".parquet" for p in paths):
+            return None
+        out[str(split)] = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+    return out or None
+
+
+def _corpus_documents(config: RunConfig) -> tuple[dict[str, int], str]:
+    data = config.data
+    mirror = config.hub_mirrors.get(str(data.hub_id))
+    if mirror is not None:
+        rows = mirror_rows(mirror, data.hub_config)
+        return (rows, "in the local copy") if rows else ({}, "")
+    return DOCUMENTED_CORPORA.get((str(data.hub_id), data.hub_config), {}), "documented"
+
+
+def _local(config: RunConfig, name: str) -> str | None:
+    """The local directory a teacher/tokenizer name loads from, or None for a hub id not mirrored."""
+    from elm_train import teacher as teacher_lib
+
+    where = teacher_lib.resolve(config.hub_source(name))
+    return where if Path(where).is_dir() else None
+
+
+def _local_tokenizer(config: RunConfig) -> Any | None:
+    from transformers import AutoTokenizer
+
+    from elm_train import tokenizer as tokenizer_lib
+
+    source = config.tokenizer_source
+    if source == "gpt2-files":
+        assert config.tokenizer.files is not None
+        return tokenizer_lib.gpt2_from_files(config.tokenizer.files)
+    if source == "teacher":
+        where = _local(config, str(config.teacher.tokenizer or config.teacher.name_or_path))
+        return AutoTokenizer.from_pretrained(where) if where else None
+    return None  # a BPE is trained by the data stage
+
+
+def _count_blocks(config: RunConfig, tokenizer: Any, masked: bool) -> tuple[int, int]:
+    from elm_train.data import _tokenise_until, load_corpus
+
+    data = config.data
+    corpus = load_corpus(data)
+    caps = {"train": data.max_train_blocks, "validation": data.max_valid_blocks}
+    counts = {
+        split: len(_tokenise_until(corpus[split], tokenizer, data.block_size, masked, caps[split], split))
+        for split in ("train", "validation")
+    }
+    return counts["train"], counts["validation"]
+
+
+def _blocks(config: RunConfig, run_dir: Path | None, tokenizer: Any) -> tuple[int | None, int | None, str]:
+    from elm_train.pipeline.layout import RunLayout
+
+    data = config.data
+    what = f"training blocks of {data.block_size} tokens"
+    if run_dir is not None:
+        blocks = RunLayout(run_dir).blocks
+        if (blocks / "dataset_dict.json").is_file():
+            import datasets
+
+            saved = datasets.load_from_disk(str(blocks))
+            train = len(saved["train"])
+            return train, len(saved["validation"]), f"N = {train:,} {what}, counted in {blocks}"
+    if data.source != "hub" and tokenizer is not None:
+        train, valid = _count_blocks(config, tokenizer, masked=not config.causal)
+        return train, valid, f"N = {train:,} {what}, counted on the local corpus"
+    if data.max_train_blocks:
+        note = f"N <= {data.max_train_blocks:,} {what} (data.max_train_blocks)"
+        return data.max_train_blocks, data.max_valid_blocks, note
+    if data.source == "hub":
+        documents, how = _corpus_documents(config)
+        docs = documents.get("train")
+        known = f" from {docs:,} documents ({how})" if docs else ""
+        mirrored = str(data.hub_id) in config.hub_mirrors
+        why = f"unknown until the corpus is {'read' if mirrored else 'downloaded'} and tokenised"
+    else:
+        known, why = "", "unknown until the data stage trains the tokenizer"
+    note = (
+        f"N = {what}{known}: {why}; run `elm-train stage data` with the same --run-dir, then --plan "
+        "again for exact figures"
+    )
+    return None, data.max_valid_blocks, note
+
+
+def _count(build: Callable[[], Any]) -> int:
+    import torch
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in build().parameters())
+
+
+def _teacher_params(config: RunConfig, vocab: int | None) -> int | None:
+    from transformers import AutoConfig, AutoModel, GPT2Config, GPT2LMHeadModel
+
+    train = config.teacher.train
+    if train is not None:
+        positions = max(config.data.block_size, config.eval.latency_seq_len)
+        gpt2 = GPT2Config(
+            vocab_size=vocab or config.tokenizer.vocab_size,
+            n_positions=positions,
+            n_embd=train.hidden,
+            n_layer=train.layers,
+            n_head=train.heads,
+        )
+        return _count(lambda: GPT2LMHeadModel(gpt2))
+    name = str(config.teacher.name_or_path)
+    where = _local(config, name)
+    if where is None:
+        return DOCUMENTED_MODELS.get(name, (None, None))[0]
+    auto = AutoConfig.from_pretrained(where)
+    return _count(lambda: AutoModel.from_config(auto))
+
+
+def _vocab(config: RunConfig, tokenizer: Any) -> int | None:
+    if tokenizer is not None:
+        return len(tokenizer)
+    if config.tokenizer_source == "bpe":
+        return config.tokenizer.vocab_size
+    return None  # the space's own (BERT's 30,522 for the paper spaces)
+
+
+def _context(config: RunConfig, run_dir: Path | None, processes: int) -> _Context:
+    from elm_train.models import ElmSupernet
+
+    tokenizer = _local_tokenizer(config)
+    train, valid, note = _blocks(config, run_dir, tokenizer)
+    vocab = _vocab(config, tokenizer)
+    space = config.search_space(vocab_size=vocab)
+    budget = config.search.param_budget or space.param_budget
+    return _Context(
+        config=config,
+        processes=processes,
+        train_blocks=train,
+        valid_blocks=valid,
+        blocks_note=note,
+        vocab=vocab,
+        teacher_params=_teacher_params(config, vocab),
+        student_params=int(budget or elm_space.mean_params(space)),
+        supernet_params=_count(lambda: ElmSupernet(space, config.model)),
+    )
+
+
+# --- the stages -----------------------------------------------------------------------------------
+
+
+def _loop_disk(params: int) -> int:
+    """A training loop's checkpoints and its exported model."""
+    return params * (KEEP_CHECKPOINTS * CHECKPOINT_BYTES_PER_PARAM + EXPORT_BYTES_PER_PARAM)
+
+
+def _data(ctx: _Context, plan: StagePlan) -> None:
+    plan.tokens_text = "the corpus, tokenised once"
+    plan.tokens = None
+    if ctx.train_blocks is None:
+        plan.disk, plan.disk_text = None, f"N x {_bytes(ctx.block * BLOCK_BYTES_PER_TOKEN)}"
+        return
+    blocks = ctx.train_blocks + (ctx.valid_blocks or 0)
+    plan.disk = blocks * ctx.block * BLOCK_BYTES_PER_TOKEN
+    plan.tokens = blocks * ctx.block
+
+
+def _teacher(ctx: _Context, plan: StagePlan) -> None:
+    train = ctx.config.teacher.train
+    if train is None:
+        plan.notes.append("loads the teacher; trains nothing")
+        return
+    steps, plan.steps = ctx.steps(train.optim.epochs, train.optim.max_steps_per_epoch)
+    _tokens(ctx, plan, steps)
+    plan.disk = _loop_disk(ctx.teacher_params or 0)
+
+
+def _tokens(ctx: _Context, plan: StagePlan, steps: int | None, copies: int = 1) -> None:
+    per_step = ctx.global_batch * ctx.block
+    if steps is None:
+        plan.tokens, plan.tokens_text = None, f"{_si(per_step * copies)} a step"
+    else:
+        plan.tokens = steps * per_step * copies
+
+
+def _supernet(ctx: _Context, plan: StagePlan) -> None:
+    optim = ctx.config.supernet.optim
+    steps, plan.steps = ctx.steps(optim.epochs, optim.max_steps_per_epoch)
+    _tokens(ctx, plan, steps)
+    plan.disk = _loop_disk(ctx.supernet_params)
+    plan.notes.append(f"supernet of {ctx.supernet_params:,} parameters")
+
+
+def _search(ctx: _Context, plan: StagePlan) -> None:
+    cfg = ctx.config.search
+    evaluations = cfg.generations * cfg.population
+    held = cfg.valid_batches * ctx.config.deepspeed.micro_batch_size
+    if ctx.valid_blocks is not None:
+        held = min(held, ctx.valid_blocks)
+    plan.steps = f"<= {evaluations:,} paths"
+    plan.tokens = evaluations * held * ctx.block
+    plan.notes.append(f"each path scored on {held:,} held-out blocks")
+
+
+def _heads(ctx: _Context, plan: StagePlan) -> None:
+    plan.tokens = ctx.config.heads.batches * ctx.config.deepspeed.micro_batch_size * ctx.block
+
+
+def _students(config: RunConfig) -> int:
+    return 2 if config.baseline.enabled else 1
+
+
+def _retrain(ctx: _Context, plan: StagePlan) -> None:
+    optim = ctx.config.retrain.optim
+    students = _students(ctx.config)
+    steps, text = ctx.steps(optim.epochs, optim.max_steps_per_epoch)
+    plan.steps = f"{students} x {text}"
+    _tokens(ctx, plan, steps, copies=students)
+    plan.disk = students * _loop_disk(ctx.student_params)
+    plan.notes.append(f"{students} students of about {ctx.student_params:,} parameters")
+
+
+def _task_rows(ctx: _Context, name: str) -> tuple[int | None, int | None, str]:
+    """(train, validation) examples of a task before the caps, and where the numbers come from."""
+    spec = elm_eval.get_task(name)
+    source = spec.source
+    mirror = ctx.config.hub_mirrors.get(source.dataset) if isinstance(source, elm_eval.HubSource) else None
+    if isinstance(source, elm_eval.HubSource) and mirror is not None:
+        rows = mirror_rows(mirror, source.config) or {}
+        how = "in the local copy" if rows else "local copy, not counted"
+        return rows.get(source.splits["train"]), rows.get(source.splits["validation"]), how
+    if isinstance(source, elm_eval.HubSource) and source.dataset == GLUE_DATASET:
+        sizes = GLUE_SPLITS.get(str(source.config), {})
+        return sizes.get(source.splits["train"]), sizes.get(source.splits["validation"]), "documented"
+    if isinstance(source, elm_eval.HubSource):
+        return None, None, "unknown until downloaded"
+    data = elm_eval.load_task_data(spec)
+    return len(data.train), len(data.validation), "counted"
+
+
+def _tasks(ctx: _Context, plan: StagePlan) -> None:
+    cfg = ctx.config.tasks
+    batch = cfg.batch_size or ctx.global_batch
+    students = _students(ctx.config)
+    total_steps, total_tokens, unknown = 0, 0, False
+    parts = []
+    for name in ctx.config.task_names:
+        train, valid, how = _task_rows(ctx, name)
+        if train is None:
+            unknown = True
+            parts.append(f"{name}: sizes {how}")
+            continue
+        if cfg.max_train_examples:
+            train = min(train, cfg.max_train_examples)
+        if cfg.max_eval_examples and valid is not None:
+            valid = min(valid, cfg.max_eval_examples)
+        per_epoch = train // batch
+        if cfg.optim.max_steps_per_epoch:
+            per_epoch = min(per_epoch, cfg.optim.max_steps_per_epoch)
+        task = cfg.for_task(name)
+        teacher, student = per_epoch * int(task.teacher_epochs or 1), per_epoch * int(task.epochs or 1)
+        steps = teacher + students * student
+        evaluations = int(task.teacher_epochs or 1) + students * (
+            math.ceil(student / task.eval_every) + 1 if task.eval_every else int(task.epochs or 1)
+        )
+        total_steps += steps
+        total_tokens += (steps * batch + evaluations * (valid or 0)) * cfg.max_seq_length
+        parts.append(
+            f"{name}: {train:,} training examples ({how}); steps: teacher {teacher:,}, students {students} x {student:,}"
+        )
+    plan.steps = f"{total_steps:,}" + (" + unknown" if unknown else "")
+    plan.tokens = None if unknown else total_tokens
+    if unknown:
+        plan.tokens_text = f">= {_si(total_tokens)}"
+    plan.notes += [f"batches of {batch} examples of at most {cfg.max_seq_length} tokens", *parts]
+    models = len(ctx.config.task_names)
+    teacher = ctx.teacher_params or 0
+    # each model: its checkpoints, its best validation model and the final copy of it
+    per_model = KEEP_CHECKPOINTS * CHECKPOINT_BYTES_PER_PARAM + 2 * EXPORT_BYTES_PER_PARAM
+    plan.disk = models * per_model * (teacher + students * ctx.student_params)
+    if ctx.teacher_params is None:
+        plan.disk, plan.disk_text = None, f"{models} tasks x (teacher + {students} students) x 40 B/param"
+
+
+def _evaluate(ctx: _Context, plan: StagePlan) -> None:
+    cfg = ctx.config.eval
+    parts = []
+    if cfg.lm:
+        docs = f"{cfg.lm_documents:,}" if cfg.lm_documents else "all"
+        parts.append(f"perplexity on {docs} held-out documents")
+    if cfg.latency:
+        parts.append(f"latency {cfg.latency_repeats} x {cfg.latency_batch_size} x {cfg.latency_seq_len}")
+    plan.tokens, plan.tokens_text = None, "see below"
+    plan.notes += parts
+
+
+ESTIMATORS: dict[str, Callable[[_Context, StagePlan], None]] = {
+    "data": _data,
+    "teacher": _teacher,
+    "supernet": _supernet,
+    "search": _search,
+    "heads": _heads,
+    "retrain": _retrain,
+    "tasks": _tasks,
+    "evaluate": _evaluate,
+}
+"""Per declared stage; a stage without an estimator (a new one) is listed with no figures."""
+
+
+# --- downloads ------------------------------------------------------------------------------------
+
+
+def _downloads(ctx: _Context) -> list[Download]:
+    config = ctx.config
+    out: list[Download] = []
+
+    def add(what: str, hub_id: str, detail: str, size: str) -> None:
+        mirror = config.hub_mirrors.get(hub_id)
+        if mirror is not None:
+            out.append(Download(what, f"{hub_id}{detail}", f"nothing, read from the local copy {mirror}"))
+        else:
+            out.append(Download(what, f"{hub_id}{detail}", size))
+
+    data = config.data
+    if data.source == "hub":
+        docs = DOCUMENTED_CORPORA.get((str(data.hub_id), data.hub_config), {})
+        size = (
+            ", ".join(f"{split} {n:,} documents" for split, n in docs.items()) or "size not documented here"
+        )
+        add("corpus", str(data.hub_id), f" ({data.hub_config})" if data.hub_config else "", size)
+    teacher_names = [] if config.teacher.train is not None else [str(config.teacher.name_or_path)]
+    if config.teacher.tokenizer and config.teacher.tokenizer not in teacher_names:
+        teacher_names.append(config.teacher.tokenizer)
+    for name in teacher_names:
+        if _local(config, name) is None or name in config.hub_mirrors:
+            params, size = DOCUMENTED_MODELS.get(name, (None, None))
+            text = f"{params:,} parameters, {_bytes(size)}" if params and size else "size not documented here"
+            add("teacher", name, "", text)
+    datasets_: dict[str, list[str]] = {}
+    for name in config.task_names:
+        source = elm_eval.get_task(name).source
+        if isinstance(source, elm_eval.HubSource):
+            datasets_.setdefault(source.dataset, []).append(str(source.config))
+            if source.config == "mnli" and config.tasks.glue_submission:
+                datasets_[source.dataset].append("ax")  # the diagnostic set the MNLI model predicts
+    for dataset, configs in datasets_.items():
+        rows = sum(sum(GLUE_SPLITS.get(c, {}).values()) for c in configs) if dataset == GLUE_DATASET else 0
+        size = f"{rows:,} rows" if rows else "size not documented here"
+        add("tasks", dataset, f" ({', '.join(configs)})", size)
+    return out
+
+
+# --- the plan -------------------------------------------------------------------------------------
+
+
+def make_plan(config: RunConfig, run_dir: Path | None = None, processes: int | None = None) -> Plan:
+    """The plan of ``config``'s run (on ``processes`` processes: the launcher's WORLD_SIZE, else 1)."""
+    from elm_train.pipeline.declarations import STAGES
+
+    processes = processes or int(os.environ.get("WORLD_SIZE", "1"))
+    ctx = _context(config, run_dir, processes)
+    stages = []
+    for stage in STAGES:
+        plan = StagePlan(stage.name, stage.summary, runs=stage.applies(config))
+        estimate = ESTIMATORS.get(stage.name)
+        if plan.runs and estimate is not None:
+            estimate(ctx, plan)
+        elif plan.runs and stage.name != "report":
+            plan.tokens, plan.disk = None, None
+            plan.tokens_text = plan.disk_text = "no estimate"
+        stages.append(plan)
+    notes = [
+        f"{processes} process(es): {ctx.global_batch:,} blocks of {ctx.block} tokens an optimizer step "
+        f"({config.deepspeed.micro_batch_size} x {config.deepspeed.gradient_accumulation_steps} accumulated"
+        f" x {processes}); DeepSpeed ZeRO-{config.deepspeed.zero_stage}, {config.deepspeed.precision}",
+    ]
+    if ctx.teacher_params:
+        notes.append(f"teacher of {ctx.teacher_params:,} parameters")
+    return Plan(config.name, processes, stages, _downloads(ctx), ctx.blocks_note, notes)
+
+
+def format_plan(plan: Plan) -> str:
+    """The plan as the command prints it."""
+    lines = [f"Plan of run {plan.name!r}: nothing has run, nothing is downloaded to make this plan.", ""]
+    lines.append("Downloads (from the Hugging Face hub into its cache, outside the run directory):")
+    if not plan.downloads:
+        lines.append("  none")
+    for d in plan.downloads:
+        lines.append(f"  {d.what:<8} {d.source}: {d.size}")
+    lines += ["", "Stages:"]
+    rows = [("stage", "steps", "tokens", "run-dir disk", "")]
+    for s in plan.stages:
+        if not s.runs:
+            rows.append((s.name, "skipped", "-", "-", "nothing to do for this config"))
+            continue
+        tokens = s.tokens_text or (_si(s.tokens) if s.tokens else "-")
+        disk = s.disk_text or (_bytes(s.disk) if s.disk else "-")
+        rows.append((s.name, s.steps, tokens, disk, s.summary))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        lines.append(
+            "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + f"  {r[4]}".rstrip()
+        )
+    known, unknown = plan.disk
+    total = _bytes(known) + (" + N-dependent parts" if unknown else "")
+    lines += ["", f"Run directory in all: about {total}.", "", f"{plan.blocks_note}."]
+    lines += [f"- {n}" for n in plan.notes]
+    for s in plan.stages:
+        if s.runs and s.notes:
+            first, *rest = s.notes
+            lines.append(f"- {s.name}: {first}")
+            lines += [f"    {n}" for n in rest]
+    return "\n".join(lines) + "\n"
