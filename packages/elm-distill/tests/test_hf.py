@@ -17,7 +17,7 @@ pytest.importorskip("accelerate")
 from safetensors.torch import load_file
 from transformers import BertConfig, BertForSequenceClassification, TrainerCallback, TrainingArguments
 
-from elm_distill import DistillationObjective, dist_loss, pearson_hidden_loss
+from elm_distill import DistillationLoss, dist_loss, pearson_hidden_loss
 from elm_distill.hf import OBJECTIVE_ATTR, OBJECTIVE_WEIGHTS, DistillationTrainer
 
 CONFIG = {
@@ -266,7 +266,7 @@ def test_deepspeed_zero2_trains_and_resumes_the_projections(tmp_path) -> None:
 
 def test_an_optimizer_with_the_projections_is_taken(tmp_path) -> None:
     student = bert(32, 2, seed=1)
-    objective = DistillationObjective(CONFIG)
+    objective = DistillationLoss(CONFIG)
     optimizer = torch.optim.AdamW([*student.parameters(), *objective.parameters()], lr=1e-3)
     trainer = DistillationTrainer(
         model=student,

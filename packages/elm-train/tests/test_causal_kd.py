@@ -7,7 +7,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 import elm_space
 from elm_train.config import KDConfig
-from elm_train.kd import TeacherFeatures, build_objective
+from elm_train.kd import TeacherFeatures, build_kd_loss
 from elm_train.models import ElmSupernet
 from elm_train.supernet_training import SupernetKD
 from elm_train.teacher import describe, teacher_layers, teacher_width
@@ -45,7 +45,7 @@ def test_logits_kd_and_lm_terms_match_a_float64_computation(setup):
     kd = KDConfig(
         embedding_weight=0, attention_weight=0, layer_weight=1.0, logits_weight=0.7, temperature=2.0
     )
-    objective = build_objective(kd, space, teacher_width(teacher), teacher_layers(teacher))
+    objective = build_kd_loss(kd, space, teacher_width(teacher), teacher_layers(teacher))
     torch.manual_seed(1)
     model = SupernetKD(ElmSupernet(space), objective, lm_weight=0.3).eval()
     assert model.head == "causal_lm"
@@ -76,7 +76,7 @@ def test_logits_kd_and_lm_terms_match_a_float64_computation(setup):
 def test_padded_positions_do_not_change_the_logits_term(setup):
     teacher, space, ids, mask = setup
     kd = KDConfig(embedding_weight=0, attention_weight=0, layer_weight=0, logits_weight=1.0)
-    objective = build_objective(kd, space, teacher_width(teacher), teacher_layers(teacher))
+    objective = build_kd_loss(kd, space, teacher_width(teacher), teacher_layers(teacher))
     model = SupernetKD(ElmSupernet(space), objective).eval()
     assert model.head == "causal_lm" and model.lm_weight == 0
     arch = elm_space.sample(space, 0)
@@ -91,7 +91,7 @@ def test_padded_positions_do_not_change_the_logits_term(setup):
 
 def test_the_masked_family_gets_no_logits_term():
     space = elm_space.preset("tiny", vocab_size=VOCAB)
-    objective = build_objective(KDConfig(), space, 24, 2)
+    objective = build_kd_loss(KDConfig(), space, 24, 2)
     assert [t.label for t in objective.config.terms] == [
         "embeddings.pearson",
         "attention.pearson",
@@ -99,10 +99,10 @@ def test_the_masked_family_gets_no_logits_term():
     ]
     assert SupernetKD(ElmSupernet(space), objective).head == "none"
     causal = elm_space.preset("tiny", family="causal", type_vocab_size=0)
-    only_logits = build_objective(
+    only_logits = build_kd_loss(
         KDConfig(embedding_weight=0, attention_weight=0, layer_weight=0), causal, 24, 2
     )
     assert [t.label for t in only_logits.config.terms] == ["logits.soft_ce"]  # on by default for causal
     nothing = KDConfig(embedding_weight=0, attention_weight=0, layer_weight=0, logits_weight=0)
     with pytest.raises(ValueError, match="nothing to distil"):
-        build_objective(nothing, causal, 24, 2)
+        build_kd_loss(nothing, causal, 24, 2)

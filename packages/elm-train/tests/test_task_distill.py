@@ -21,7 +21,7 @@ from elm_train.config import ConfigError, DeepSpeedConfig, OptimConfig, TaskStag
 from elm_train.models import ElmForSequenceClassification
 from elm_train.models.settings import elm_config
 from elm_train.presets import preset
-from elm_train.task_distill import TaskKD, TaskTeacher, TaskTraining, better, task_deepspeed, task_objective
+from elm_train.task_distill import TaskKD, TaskTeacher, TaskTraining, better, task_deepspeed, task_kd_loss
 
 SPACE = elm_space.preset("tiny")  # 3 layers x 32, vocabulary 100
 
@@ -87,7 +87,7 @@ def kd_module(settings: TaskStageConfig, regression: bool = False) -> tuple[Task
     labels = 1 if regression else 3
     model, teach = student(labels), TaskTeacher(teacher(labels), tap=bool(settings.hidden_terms()))
     objective = (
-        task_objective(settings, model, teach.width, teach.num_layers) if settings.hidden_terms() else None
+        task_kd_loss(settings, model, teach.width, teach.num_layers) if settings.hidden_terms() else None
     )
     return TaskKD(model, regression, settings, objective).eval(), teach
 

@@ -3,7 +3,7 @@
 Losses are plain functions ``loss(student, teacher, mask=None, **params) -> scalar`` that skip
 padded tokens and compute in float32 even for bf16 inputs. :class:`FeatureTaps` collects the
 features they compare from Hugging Face models without editing them, and
-:class:`DistillationObjective` combines named losses as a :class:`DistillConfig` says.
+:class:`DistillationLoss` combines named losses as a :class:`DistillConfig` says.
 """
 
 from elm_distill.attention import attention_map_kl
@@ -14,8 +14,8 @@ from elm_distill.features import FeatureKind, Features
 from elm_distill.hidden import hidden_mse, pearson_hidden_loss, standardize_over_tokens
 from elm_distill.layer_map import LayerMapError, LayerMapKind, build_layer_map
 from elm_distill.logits import kl_div_loss, logits_mse, soft_cross_entropy
+from elm_distill.loss import DistillationLoss, DistillationLossOutput
 from elm_distill.minilm import QKV, minilm_v2_loss, self_relation_loss
-from elm_distill.objective import DistillationObjective, ObjectiveOutput
 from elm_distill.projection import WidthProjection
 from elm_distill.registry import LOSSES, LossRegistry, get_loss, register_loss
 from elm_distill.taps import FeatureTaps, TapError
@@ -26,7 +26,8 @@ __all__ = [
     "LOSSES",
     "QKV",
     "DistillConfig",
-    "DistillationObjective",
+    "DistillationLoss",
+    "DistillationLossOutput",
     "FeatureKind",
     "FeatureTaps",
     "Features",
@@ -34,7 +35,6 @@ __all__ = [
     "LayerMapError",
     "LayerMapKind",
     "LossRegistry",
-    "ObjectiveOutput",
     "ProjectionConfig",
     "TapError",
     "TermConfig",

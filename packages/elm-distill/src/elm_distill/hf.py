@@ -3,7 +3,7 @@
 Install with the ``hf`` extra (``pip install 'elm-distill[hf]'``: transformers and accelerate).
 
 :class:`DistillationTrainer` taps the student and the teacher with :class:`FeatureTaps`, runs a
-:class:`DistillationObjective` on the two feature sets and adds it to the student's own task loss
+:class:`DistillationLoss` on the two feature sets and adds it to the student's own task loss
 (or, with ``task_loss_weight=0``, uses it alone). Everything else is the stock ``Trainer``:
 gradient accumulation, mixed precision, evaluation, checkpoints and resuming, DeepSpeed and DDP.
 """
@@ -29,7 +29,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 from elm_distill.config import DistillConfig
 from elm_distill.features import FeatureKind, Features
-from elm_distill.objective import DistillationObjective
+from elm_distill.loss import DistillationLoss
 from elm_distill.taps import FeatureTaps
 
 OBJECTIVE_ATTR = "distill_objective"
@@ -47,7 +47,7 @@ class DistillationTrainer(Trainer):
     one whose layers sit in an ``nn.ModuleList``). The teacher is moved to the trainer's device,
     put in eval mode with gradients off, and run under ``torch.no_grad`` on the same batch, labels
     removed. ``distill_config`` is a :class:`DistillConfig` (or its dict form), or a ready
-    :class:`DistillationObjective`. Logits terms read ``outputs.logits``; attention-map terms ask
+    :class:`DistillationLoss`. Logits terms read ``outputs.logits``; attention-map terms ask
     both models for ``output_attentions`` (load them with ``attn_implementation="eager"``).
 
     The task loss is the student's ``outputs.loss`` (it needs labels in the batch). With
@@ -78,7 +78,7 @@ class DistillationTrainer(Trainer):
         args: Any = None,
         *,
         teacher: nn.Module,
-        distill_config: DistillConfig | Mapping[str, Any] | DistillationObjective,
+        distill_config: DistillConfig | Mapping[str, Any] | DistillationLoss,
         task_loss_weight: float = 1.0,
         **kwargs: Any,
     ) -> None:
@@ -88,8 +88,8 @@ class DistillationTrainer(Trainer):
             raise ValueError(f"task_loss_weight must be >= 0, got {task_loss_weight}")
         self.objective = (
             distill_config
-            if isinstance(distill_config, DistillationObjective)
-            else DistillationObjective(distill_config)
+            if isinstance(distill_config, DistillationLoss)
+            else DistillationLoss(distill_config)
         )
         self.task_loss_weight = float(task_loss_weight)
         kinds = {term.features for term in self.objective.config.terms}
@@ -107,7 +107,7 @@ class DistillationTrainer(Trainer):
             if any(id(p) not in given for p in self.objective.parameters()):
                 raise ValueError(
                     "the optimizer passed in optimizers= does not hold the objective's projection "
-                    "parameters: build the objective first, objective = DistillationObjective(config), "
+                    "parameters: build the objective first, objective = DistillationLoss(config), "
                     "optimize [*student.parameters(), *objective.parameters()], pass distill_config=objective"
                 )
         super().__init__(model=model, args=args, **kwargs)

@@ -40,7 +40,7 @@ _EXPORTS = {
     "load_teacher": "elm_train.teacher",
     "load_tokenizer": "elm_train.teacher",
     "TeacherFeatures": "elm_train.kd",
-    "build_objective": "elm_train.kd",
+    "build_kd_loss": "elm_train.kd",
     "student_features": "elm_train.kd",
     "heldout_texts": "elm_train.data",
     # supernet distillation with the dynamic dimension

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from elm_distill import DistillationObjective, FeatureKind, Features, FeatureTaps
+from elm_distill import DistillationLoss, FeatureKind, Features, FeatureTaps
 from elm_space import BlockKind, Family, SearchSpace
 from elm_train.config import KDConfig
 from elm_train.teacher import teacher_layers, teacher_width
@@ -46,9 +46,9 @@ def attention_widths(space: SearchSpace) -> list[int]:
     return sorted({c.attention_width(hidden) for layer in space.layers for c in layer})
 
 
-def build_objective(
+def build_kd_loss(
     kd: KDConfig, space: SearchSpace, teacher_width: int, num_teacher_layers: int
-) -> DistillationObjective:
+) -> DistillationLoss:
     """The hidden-state terms, plus (causal family) soft cross-entropy on the next-token logits.
 
     The logits term needs no projection: student and teacher share the tokenizer, so their
@@ -71,7 +71,7 @@ def build_objective(
         terms.append({"loss": "soft_ce", "features": "logits", "weight": logits_weight, "params": params})
     if not terms:
         raise ValueError("kd: every distillation weight is 0, so there is nothing to distil")
-    return DistillationObjective(
+    return DistillationLoss(
         {
             "terms": terms,
             "layer_map": {"kind": "explicit", "teacher_layers": teacher_layers},
@@ -83,7 +83,7 @@ def build_objective(
     )
 
 
-def uses_logits(objective: DistillationObjective) -> bool:
+def uses_logits(objective: DistillationLoss) -> bool:
     return any(term.features is FeatureKind.LOGITS for term in objective.config.terms)
 
 

@@ -21,10 +21,10 @@ from torch import nn
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
 import elm_space
-from elm_distill import DistillationObjective, Features
+from elm_distill import DistillationLoss, Features
 from elm_space import Architecture, BlockKind, Family, SearchSpace
 from elm_train.config import DeepSpeedConfig, KDConfig, RetrainStageConfig
-from elm_train.kd import build_objective, student_features
+from elm_train.kd import build_kd_loss, student_features
 from elm_train.loop import TrainLoop
 from elm_train.metrics import MetricsSink, NullMetrics
 from elm_train.models import ElmPreTrainedModel, ElmSupernet
@@ -36,9 +36,7 @@ Init = Literal["supernet", "scratch"]
 class StudentKD(nn.Module):
     """A static student with its LM head and the distillation projections."""
 
-    def __init__(
-        self, student: ElmPreTrainedModel, objective: DistillationObjective, lm_weight: float
-    ) -> None:
+    def __init__(self, student: ElmPreTrainedModel, objective: DistillationLoss, lm_weight: float) -> None:
         super().__init__()
         self.student = student
         self.objective = objective
@@ -108,7 +106,7 @@ def build_student(
     teacher_width: int,
     teacher_layers: int,
     seed: int,
-) -> tuple[ElmPreTrainedModel, DistillationObjective]:
+) -> tuple[ElmPreTrainedModel, DistillationLoss]:
     """The student with its LM head and its objective (``kd``'s terms).
 
     From supernet weights it also keeps the supernet's trained projections, which its hidden
@@ -117,7 +115,7 @@ def build_student(
     """
     space = supernet.supernet.space
     head = "causal_lm" if space.backbone.family is Family.CAUSAL else "masked_lm"
-    objective = build_objective(kd, space, teacher_width, teacher_layers)
+    objective = build_kd_loss(kd, space, teacher_width, teacher_layers)
     if init == "supernet":
         supernet.supernet.space = narrowed_space(space, arch.layers)  # a fresh copy: the baseline may cut
         student = supernet.supernet.extract(arch, head=head)
@@ -140,7 +138,7 @@ class Retraining(TrainLoop):
         self,
         name: str,
         student: ElmPreTrainedModel,
-        objective: DistillationObjective,
+        objective: DistillationLoss,
         teacher: Callable[[torch.Tensor, torch.Tensor], Features],
         train: datasets.Dataset,
         settings: RetrainStageConfig,

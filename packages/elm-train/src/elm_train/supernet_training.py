@@ -21,14 +21,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import elm_space
-from elm_distill import DistillationObjective
+from elm_distill import DistillationLoss
 from elm_space import Architecture, Family, SearchSpace
 from elm_train import batches
 from elm_train import distributed as dist
 from elm_train.checkpoint import write_json_atomic
 from elm_train.config import DeepSpeedConfig, KDConfig, SupernetStageConfig
 from elm_train.engine import mixed_precision_masters
-from elm_train.kd import TeacherFeatures, build_objective, kind_eta, student_features, uses_logits
+from elm_train.kd import TeacherFeatures, build_kd_loss, kind_eta, student_features, uses_logits
 from elm_train.loop import TrainLoop
 from elm_train.metrics import MetricsSink, NullMetrics
 from elm_train.models import ElmSupernet, GrowthRecord, HeadName, ModelSettings, reset_optimizer_slices
@@ -46,9 +46,7 @@ class SupernetKD(nn.Module):
     distilled from the teacher's, and ``lm_weight`` adds the plain next-token loss.
     """
 
-    def __init__(
-        self, supernet: ElmSupernet, objective: DistillationObjective, lm_weight: float = 0.0
-    ) -> None:
+    def __init__(self, supernet: ElmSupernet, objective: DistillationLoss, lm_weight: float = 0.0) -> None:
         super().__init__()
         self.supernet = supernet
         self.objective = objective
@@ -102,7 +100,7 @@ def build_supernet_kd(
     """A freshly initialised supernet (seeded) with its distillation objective."""
     torch.manual_seed(seed)
     supernet = ElmSupernet(space, model)
-    objective = build_objective(kd, space, teacher_width, teacher_layers)
+    objective = build_kd_loss(kd, space, teacher_width, teacher_layers)
     return SupernetKD(supernet, objective, lm_weight)
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 import elm_eval
-from elm_distill import DistillationObjective, Features, FeatureTaps, get_loss, logits_mse
+from elm_distill import DistillationLoss, Features, FeatureTaps, get_loss, logits_mse
 from elm_eval import TaskData, TaskSpec, TaskSplit
 from elm_space import Architecture
 from elm_train import batches
@@ -145,9 +145,9 @@ def student_widths(model: PreTrainedModel) -> tuple[int, list[int]]:
     return hidden, [hidden]
 
 
-def task_objective(
+def task_kd_loss(
     settings: TaskStageConfig, student: PreTrainedModel, teacher_width: int, teacher_layers: int
-) -> DistillationObjective | None:
+) -> DistillationLoss | None:
     """The hidden-state terms of ``settings`` between ``student`` and a teacher of the given width
     and depth; None when every hidden weight is 0. Student layer l learns from teacher layer
     ``teacher_layers_for(...)[l]`` (``last``: (l + 1) * r, METHOD.md section 3)."""
@@ -167,7 +167,7 @@ def task_objective(
     projections = {"hidden": {"student_widths": [hidden], "teacher_width": teacher_width}}
     if any(term["features"] == "attention" for term in terms):
         projections["attention"] = {"student_widths": attention, "teacher_width": teacher_width}
-    return DistillationObjective(
+    return DistillationLoss(
         {
             "terms": terms,
             "layer_map": {"kind": "explicit", "teacher_layers": layers},
@@ -195,7 +195,7 @@ class TaskKD(nn.Module):
         model: PreTrainedModel,
         regression: bool,
         settings: TaskStageConfig,
-        objective: DistillationObjective | None = None,
+        objective: DistillationLoss | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -340,7 +340,7 @@ class TaskTraining(TrainLoop):
         objective = None
         if hidden:
             assert self.teacher is not None
-            objective = task_objective(settings, model, self.teacher.width, self.teacher.num_layers)
+            objective = task_kd_loss(settings, model, self.teacher.width, self.teacher.num_layers)
         self.module = TaskKD(model, spec.task_type == "regression", settings, objective)
         super().__init__(
             self.module,

@@ -20,7 +20,7 @@ from elm_distill.registry import LOSSES
 
 
 @dataclass(frozen=True)
-class ObjectiveOutput:
+class DistillationLossOutput:
     """The loss to back-propagate and what each term contributed to it."""
 
     total: Tensor
@@ -35,7 +35,7 @@ class ObjectiveOutput:
         }
 
 
-class DistillationObjective(nn.Module):
+class DistillationLoss(nn.Module):
     """Evaluates a :class:`DistillConfig` on student and teacher :class:`Features`.
 
     Per-layer terms sum over the mapped (student, teacher) layer pairs, as ELM's reference does;
@@ -70,7 +70,9 @@ class DistillationObjective(nn.Module):
         layer_map = self.config.layer_map
         return build_layer_map(num_student, num_teacher, layer_map.kind, layer_map.teacher_layers)
 
-    def forward(self, student: Features, teacher: Features, mask: Tensor | None = None) -> ObjectiveOutput:
+    def forward(
+        self, student: Features, teacher: Features, mask: Tensor | None = None
+    ) -> DistillationLossOutput:
         total: Tensor | None = None
         terms: dict[str, Tensor] = {}
         for term in self.config.terms:
@@ -78,7 +80,7 @@ class DistillationObjective(nn.Module):
             terms[term.label] = contribution.detach()
             total = contribution if total is None else total + contribution
         assert total is not None  # the config has at least one term
-        return ObjectiveOutput(total=total, terms=terms)
+        return DistillationLossOutput(total=total, terms=terms)
 
     def _evaluate(
         self, term: TermConfig, student: Features, teacher: Features, mask: Tensor | None

@@ -1,4 +1,4 @@
-"""DistillConfig validation and DistillationObjective: totals equal the hand-assembled sum."""
+"""DistillConfig validation and DistillationLoss: totals equal the hand-assembled sum."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from elm_distill import (
     LOSSES,
     QKV,
-    DistillationObjective,
+    DistillationLoss,
     DistillConfig,
     Features,
     dist_loss,
@@ -50,8 +50,8 @@ CONFIG = {
 
 
 @pytest.fixture
-def objective() -> DistillationObjective:
-    return DistillationObjective(CONFIG).double()
+def objective() -> DistillationLoss:
+    return DistillationLoss(CONFIG).double()
 
 
 def test_total_equals_the_hand_assembled_sum(objective, mask, generator) -> None:
@@ -87,7 +87,7 @@ def test_gradients_reach_student_and_projection(objective, mask, generator) -> N
 
 def test_term_params_override_the_default_temperature(mask, generator) -> None:
     student, teacher = features(4, 1, generator), features(4, 1, generator)
-    objective = DistillationObjective(
+    objective = DistillationLoss(
         {"terms": [{"loss": "kl", "features": "logits", "params": {"temperature": 5.0}}], "temperature": 2.0}
     )
     expected = kl_div_loss(student.logits, teacher.logits, temperature=5.0)
@@ -97,23 +97,21 @@ def test_term_params_override_the_default_temperature(mask, generator) -> None:
 def test_token_level_logits_get_the_mask(mask, generator, scramble) -> None:
     student = Features(logits=torch.randn(3, 7, 5, generator=generator, dtype=torch.float64))
     teacher = Features(logits=torch.randn(3, 7, 5, generator=generator, dtype=torch.float64))
-    objective = DistillationObjective({"terms": [{"loss": "soft_ce", "features": "logits"}]})
+    objective = DistillationLoss({"terms": [{"loss": "soft_ce", "features": "logits"}]})
     before = objective(student, teacher, mask).total
     after = objective(Features(logits=scramble(student.logits, mask)), teacher, mask).total
     assert after.item() == pytest.approx(before.item(), rel=1e-12)
 
 
 def test_missing_features_are_named(mask, generator) -> None:
-    objective = DistillationObjective({"terms": [{"loss": "minilm", "features": "qkv"}]})
+    objective = DistillationLoss({"terms": [{"loss": "minilm", "features": "qkv"}]})
     student = Features(layers=[torch.randn(3, 7, 4)])
     with pytest.raises(ValueError, match=r"term 'qkv.minilm' needs student.qkv, which is empty \(tap with"):
         objective(student, student, mask)
 
 
 def test_layer_pair_outside_the_model_is_named(mask, generator) -> None:
-    objective = DistillationObjective(
-        {"terms": [{"loss": "mse", "features": "layers", "layer_pairs": [[0, 9]]}]}
-    )
+    objective = DistillationLoss({"terms": [{"loss": "mse", "features": "layers", "layer_pairs": [[0, 9]]}]})
     f = features(4, 2, generator)
     with pytest.raises(ValueError, match=r"layer pair \(0, 9\) is outside"):
         objective(f, f, mask)
@@ -126,7 +124,7 @@ def test_custom_loss_by_name(mask, generator) -> None:
 
     try:
         student, teacher = features(4, 1, generator), features(4, 1, generator)
-        objective = DistillationObjective(
+        objective = DistillationLoss(
             {"terms": [{"loss": "test_l1", "features": "embeddings", "params": {"scale": 3.0}}]}
         )
         expected = 3.0 * (student.embeddings - teacher.embeddings).abs().mean()
