@@ -161,3 +161,33 @@ def test_command_line_misuse(argv, names, tmp_path, capsys):
 
 def test_the_suite_is_as_large_as_promised():
     assert len(field_cases()) + len(FILES) + 6 + 7 >= 260
+
+
+def test_a_damaged_saved_config_is_named_on_resume(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_bytes(b"\x00\xff garbage: [")
+    code, err = run_cli(["run", "--preset", "tiny", "--resume", "--run-dir", str(run_dir)], capsys)
+    assert code == 2 and "config.yaml" in err and "damaged" in err, err
+    assert_clean(code, err, ["config.yaml"])
+
+
+def test_a_budget_no_architecture_meets_stops_before_training(tmp_path, capsys, tiny_teacher_dir):
+    """Known once the tokenizer fixes the vocabulary: after the data stage, before the supernet."""
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "preset": "tiny",
+                "teacher": {"name_or_path": str(tiny_teacher_dir)},
+                "search": {"param_budget": 1000},
+            }
+        )
+    )
+    run_dir = tmp_path / "run"
+    code, err = run_cli(["run", "--config", str(config), "--run-dir", str(run_dir)], capsys)
+    assert "Traceback" not in err
+    line = err.splitlines()[-1]  # the data stage's progress bars come first
+    assert code == 2 and "search.param_budget=1,000 is below the smallest architecture" in line, err
+    assert_clean(code, line, ["search.param_budget"])
+    assert not (run_dir / "supernet" / "checkpoints").exists()  # not one training step was taken

@@ -87,7 +87,8 @@ def test_two_ranks_match_one_rank_with_gradient_accumulation(two_ranks, tmp_path
     a, b = weights(two_dir), weights(one_dir)
     assert a.keys() == b.keys()
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
-    assert worst < 1e-5, worst  # measured: about 1e-7 (float32 sums in another order)
+    print(f"two ranks vs one rank accumulating: largest weight difference {worst:.3g}")
+    assert worst < 1e-5, worst  # measured: 0 (halving is exact in float32); 1e-5 allows other backends
     for name in ("space.json",):
         assert (two_dir / "supernet" / "final" / name).read_text() == (
             one_dir / "supernet" / "final" / name
