@@ -50,6 +50,15 @@ _EXPORTS = {
     "build_supernet_kd": "elm_train.supernet_training",
     "save_supernet": "elm_train.supernet_training",
     "load_supernet": "elm_train.supernet_training",
+    # multitask fine-tuning of the supernet
+    "MultitaskKD": "elm_train.multitask_training",
+    "MultitaskTask": "elm_train.multitask_training",
+    "MultitaskTraining": "elm_train.multitask_training",
+    "TaskFitness": "elm_train.multitask_training",
+    "build_multitask_kd": "elm_train.multitask_training",
+    "heldout_split": "elm_train.multitask_training",
+    "load_multitask": "elm_train.multitask_training",
+    "save_multitask": "elm_train.multitask_training",
     # search and heads
     "SupernetFitness": "elm_train.fitness",
     "WpcaFitness": "elm_train.fitness",

@@ -212,6 +212,24 @@ class SupernetStageConfig(_Section):
         return 1.0 if causal else 0.0
 
 
+class MultitaskStageConfig(_Section):
+    """Multi-task fine-tuning of the supernet before the search (METHOD.md section 4, step 2):
+    single-task batches in a shuffled order proportional to each task's size, one random path per
+    step, hidden-state and prediction KD from that task's fine-tuned teacher (the tasks stage's
+    teacher, fine-tuned once), per-task classifiers on one shared pooler."""
+
+    enabled: bool = False
+    tasks: list[str] | None = None
+    """elm-eval task names; ``None``: the run's tasks (``tasks.tasks``)."""
+    optim: OptimConfig = OptimConfig(lr=4e-4, epochs=10)
+    batch_size: PositiveInt | None = None
+    """Examples per optimizer step over all processes; ``None`` keeps the deepspeed section's."""
+    heldout_fraction: float = Field(default=0.1, gt=0, lt=1)
+    """The share of each task's training examples kept out of training for the search's ``task``
+    fitness."""
+    checkpoint_every: PositiveInt = 50
+
+
 class SearchStageConfig(_Section):
     algorithm: str = "evolution"
     """A searcher of elm-search's registry: ``evolution``, ``random``, or one a plugin registered."""
@@ -226,8 +244,10 @@ class SearchStageConfig(_Section):
     latency_budget_ms: float | None = Field(default=None, gt=0)
     """Predicted CPU latency per batch from a measured per-block table."""
     valid_batches: PositiveInt = 4
-    fitness: Literal["kd", "wpca", "params"] = "kd"
+    fitness: Literal["kd", "wpca", "params", "task"] = "kd"
     """How a path is scored: ``kd``, its held-out distillation loss on the trained supernet;
+    ``task``, its mean score over the multitask stage's tasks on their held-out examples (each task
+    with its own metric; needs ``multitask.enabled``);
     ``wpca``, the training-free W-PCA proxy (layer-mean PCA count of FFN pre-activations times
     parameters, on ``wpca_batches`` held-out batches); ``params``, its parameter count."""
     wpca_batches: PositiveInt = 3
@@ -262,7 +282,9 @@ class HeadsStageConfig(_Section):
 
 
 class RetrainStageConfig(_Section):
-    init: Literal["supernet", "scratch"] = "supernet"
+    init: Literal["supernet", "multitask", "scratch"] = "supernet"
+    """``multitask``: the student's backbone from the multitask-fine-tuned supernet (its LM head from
+    the supernet stage's); needs ``multitask.enabled``."""
     optim: OptimConfig = OptimConfig(lr=2e-4, epochs=1)
     kd: KDConfig = KDConfig()
     lm_weight: float = Field(default=1.0, ge=0)
@@ -478,6 +500,7 @@ class RunConfig(_Section):
     tokenizer: TokenizerConfig = TokenizerConfig()
     deepspeed: DeepSpeedConfig = DeepSpeedConfig()
     supernet: SupernetStageConfig = SupernetStageConfig()
+    multitask: MultitaskStageConfig = MultitaskStageConfig()
     search: SearchStageConfig = SearchStageConfig()
     heads: HeadsStageConfig = HeadsStageConfig()
     retrain: RetrainStageConfig = RetrainStageConfig()
@@ -568,6 +591,33 @@ class RunConfig(_Section):
         if wrong:
             raise ValueError(f"{', '.join(wrong)} apply to the causal family only; this space is masked")
         return self
+
+    @model_validator(mode="after")
+    def _multitask_consistent(self) -> Self:
+        needs = {
+            "search.fitness 'task'": self.search.fitness == "task",
+            "retrain.init 'multitask'": self.retrain.init == "multitask",
+        }
+        wrong = [name for name, used in needs.items() if used]
+        if wrong and not self.multitask.enabled:
+            raise ValueError(f"{', '.join(wrong)} need(s) the multitask stage: set multitask.enabled")
+        if self.multitask.enabled:
+            if self.causal:
+                raise ValueError("multitask.enabled: multi-task fine-tuning is for the masked family")
+            if not self.multitask_task_names:
+                raise ValueError("multitask.enabled needs tasks (multitask.tasks or tasks.tasks)")
+            for task in self.multitask_task_names:
+                try:
+                    elm_eval.get_task(task)
+                except elm_eval.ElmEvalError as err:
+                    raise ValueError(f"multitask.tasks: {err}") from None
+        return self
+
+    @property
+    def multitask_task_names(self) -> list[str]:
+        if self.multitask.tasks is not None:
+            return list(self.multitask.tasks)
+        return self.task_names
 
     @property
     def causal(self) -> bool:

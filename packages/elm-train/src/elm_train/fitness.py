@@ -8,6 +8,9 @@
   block's kind), times the path's parameter count; higher is better. It needs no teacher and no
   labels, only forward passes.
 - ``params``: the parameter count alone, the yardstick any fitness must beat.
+- ``task``: the mean held-out task score on the multitask-fine-tuned supernet
+  (:class:`elm_train.multitask_training.TaskFitness`, built by the search stage from the
+  multitask stage's outputs).
 """
 
 from __future__ import annotations
@@ -114,4 +117,6 @@ def build_fitness(
         return SupernetFitness(model, teacher, val)
     if settings.fitness == "wpca":
         return WpcaFitness(model, val[: settings.wpca_batches], dynamic)
+    if settings.fitness == "task":
+        raise ValueError("fitness 'task' needs the multitask supernet and held-out rows: use TaskFitness")
     return ParamsFitness()

@@ -94,12 +94,29 @@ class TrainLoop:
         self.keep_checkpoints = keep_checkpoints
         self.last_checkpoint: str | None = None
         global_batch = ds.micro_batch_size * ds.gradient_accumulation_steps * dist.world_size()
-        self.per_epoch = batches.steps_per_epoch(len(data), global_batch, optim.max_steps_per_epoch)
+        self.per_epoch = self.steps_in_epoch(global_batch, optim.max_steps_per_epoch)
         self.total_steps = self.per_epoch * optim.epochs
         self.engine, self.optimizer, self.scheduler = build_engine(module, ds, optim, self.total_steps)
         self.history: list[tuple[int, float]] = []
 
     # --- what a stage defines -------------------------------------------------------------
+    def steps_in_epoch(self, global_batch: int, cap: int | None) -> int:
+        """Optimizer steps per epoch (called once, before the engine is built)."""
+        return batches.steps_per_epoch(len(self.data), global_batch, cap)
+
+    def micro_batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
+        """This rank's micro-batch ``micro`` of optimizer step ``step`` (on the CPU)."""
+        return batches.train_batch(
+            self.data,
+            self.seed,
+            step,
+            self.per_epoch,
+            self.ds.micro_batch_size,
+            self.ds.gradient_accumulation_steps,
+            micro,
+            self.pad_id,
+        )
+
     def begin_step(self, step: int) -> None:
         """Choose what this optimizer step trains (e.g. the supernet path)."""
 
@@ -185,16 +202,7 @@ class TrainLoop:
             self.begin_step(step)
             loss_sum, logs = 0.0, {}
             for micro in range(accumulation):
-                batch = batches.train_batch(
-                    self.data,
-                    self.seed,
-                    step,
-                    self.per_epoch,
-                    self.ds.micro_batch_size,
-                    accumulation,
-                    micro,
-                    self.pad_id,
-                )
+                batch = self.micro_batch(step, micro)
                 batch = {k: v.to(self.engine.device) for k, v in batch.items()}  # no copy on CPU
                 loss, logs = self.micro_loss(batch, step)
                 value = self.check_finite(loss, logs, step, micro)

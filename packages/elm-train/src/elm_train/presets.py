@@ -13,6 +13,7 @@ from elm_train.config import (
     DynamicConfig,
     EvalStageConfig,
     HeadsStageConfig,
+    MultitaskStageConfig,
     OptimConfig,
     RetrainStageConfig,
     RunConfig,
@@ -157,7 +158,16 @@ def _paper(space: str) -> RunConfig:
         teacher=TeacherConfig(name_or_path="bert-base-uncased"),
         deepspeed=DeepSpeedConfig(micro_batch_size=64, gradient_accumulation_steps=4, precision="bf16"),
         supernet=SupernetStageConfig(optim=OptimConfig(lr=1e-4, epochs=10), checkpoint_every=1000),
+        # step 2: the 8 GLUE tasks (the run's tasks), 90% of each train set, 256 examples a step
+        multitask=MultitaskStageConfig(
+            enabled=True,
+            optim=OptimConfig(lr=4e-4, epochs=10),
+            batch_size=256,
+            heldout_fraction=0.1,
+            checkpoint_every=1000,
+        ),
         search=SearchStageConfig(
+            fitness="task",  # mean held-out score over the multitask tasks
             generations=40,
             population=50,
             options={"parents": 10, "mutations": 25, "crossovers": 25, "mutation_prob": 0.1},

@@ -30,7 +30,7 @@ from elm_train.metrics import MetricsSink, NullMetrics
 from elm_train.models import ElmPreTrainedModel, ElmSupernet
 from elm_train.supernet_training import SupernetKD
 
-Init = Literal["supernet", "scratch"]
+Init = Literal["supernet", "multitask", "scratch"]
 
 
 class StudentKD(nn.Module):
@@ -106,17 +106,28 @@ def build_student(
     teacher_width: int,
     teacher_layers: int,
     seed: int,
+    multitask: ElmSupernet | None = None,
 ) -> tuple[ElmPreTrainedModel, DistillationLoss]:
     """The student with its LM head and its objective (``kd``'s terms).
 
     From supernet weights it also keeps the supernet's trained projections, which its hidden
-    states were distilled through. ``supernet`` is narrowed to ``arch`` in place, so pass a
-    freshly loaded one per student.
+    states were distilled through. ``init="multitask"`` takes the backbone (embeddings and
+    blocks) from ``multitask``, the multitask-fine-tuned supernet, and the LM head and the
+    projections from ``supernet``. ``supernet`` is narrowed to ``arch`` in place (and, for
+    ``multitask``, overwritten), so pass a freshly loaded one per student.
     """
     space = supernet.supernet.space
     head = "causal_lm" if space.backbone.family is Family.CAUSAL else "masked_lm"
     objective = build_kd_loss(kd, space, teacher_width, teacher_layers)
-    if init == "supernet":
+    if init == "multitask":
+        if multitask is None:
+            raise ValueError("init='multitask' needs the multitask-fine-tuned supernet (multitask=)")
+        backbone = {
+            k: v for k, v in multitask.state_dict().items() if k.startswith(("embeddings.", "layers."))
+        }
+        missing, unexpected = supernet.supernet.load_state_dict(backbone, strict=False)
+        assert not unexpected and not any(k.startswith(("embeddings.", "layers.")) for k in missing)
+    if init in ("supernet", "multitask"):
         supernet.supernet.space = narrowed_space(space, arch.layers)  # a fresh copy: the baseline may cut
         student = supernet.supernet.extract(arch, head=head)
         objective.load_state_dict(supernet.objective.state_dict())

@@ -73,6 +73,7 @@ def cut(name: str, hub: PaperHub, layers: int) -> dict[str, Any]:
             "options": {"parents": 2, "mutations": 1, "crossovers": 1},
             "valid_batches": 1,
         },
+        "multitask": {"optim": few},
         "retrain": {"optim": few},
         "tasks": {
             "optim": few,

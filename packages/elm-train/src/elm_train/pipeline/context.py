@@ -17,7 +17,9 @@ import yaml
 from pydantic import ValidationError
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+import elm_eval
 import elm_space
+from elm_eval import TaskSpec
 from elm_space import Architecture, SearchSpace
 from elm_train import distributed as dist
 from elm_train import teacher as teacher_lib
@@ -25,8 +27,11 @@ from elm_train.checkpoint import write_json_atomic
 from elm_train.config import ConfigError, RunConfig, diff_configs
 from elm_train.kd import TeacherFeatures
 from elm_train.metrics import MetricsLog
+from elm_train.multitask_training import WEIGHTS_FILE as MULTITASK_WEIGHTS
+from elm_train.multitask_training import MultitaskKD, load_multitask
 from elm_train.pipeline.layout import RunLayout
 from elm_train.supernet_training import SPACE_FILE, TrainedSupernet, load_supernet
+from elm_train.task_distill import task_spec
 
 
 def _saved_config(path: Path) -> RunConfig:
@@ -179,6 +184,30 @@ class Run:
             cfg.seed,
             cfg.model,
         )
+
+    def multitask_model(self) -> MultitaskKD:
+        """The multitask stage's supernet (per-task classifiers on one pooler), in eval mode."""
+        if not (self.layout.multitask_final / MULTITASK_WEIGHTS).is_file():
+            raise ConfigError(f"no multitask supernet in {self.dir} yet; run elm-train stage multitask")
+        specs = {
+            name: elm_eval.with_hub_mirrors(task_spec(name, self.config.tasks), self.config.hub_mirrors)
+            for name in self.config.multitask_task_names
+        }
+        return load_multitask(
+            self.layout.multitask_final,
+            self.trained_supernet().model,
+            specs,
+            self.config.tasks,
+            self.config.seed,
+        )
+
+    def multitask_heldout(self) -> dict[str, tuple[TaskSpec, datasets.Dataset]]:
+        """Each multitask task's spec and held-out training rows (encoded), as the stage kept them."""
+        out = {}
+        for name in self.config.multitask_task_names:
+            spec = elm_eval.with_hub_mirrors(task_spec(name, self.config.tasks), self.config.hub_mirrors)
+            out[name] = (spec, datasets.load_from_disk(str(self.layout.multitask_heldout_task(name))))
+        return out
 
     def grown_space(self) -> SearchSpace:
         """The space as supernet training left it (grown FFN widths), without loading weights."""

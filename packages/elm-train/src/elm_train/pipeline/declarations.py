@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from elm_train.config import ConfigError, RunConfig
-from elm_train.pipeline.stages import data, evaluate, heads, report, retrain, search, supernet, tasks, teacher
+from elm_train.pipeline.stages import (
+    data,
+    evaluate,
+    heads,
+    multitask,
+    report,
+    retrain,
+    search,
+    supernet,
+    tasks,
+    teacher,
+)
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run
@@ -66,9 +77,25 @@ STAGES: tuple[Stage, ...] = (
         summary="distil the supernet, growing FFNs by PCA",
     ),
     Stage(
+        "multitask",
+        multitask.execute,
+        reads=("data", "teacher", "supernet"),
+        writes=(
+            "multitask_final",
+            "multitask_heldout",
+            "multitask_split",
+            "task_model",
+            "task_selection",
+            "task_loss_curve",
+        ),
+        ranks="all",
+        applies=lambda config: config.multitask.enabled,
+        summary="fine-tune the supernet on all tasks at once, from the fine-tuned teachers",
+    ),
+    Stage(
         "search",
         search.execute,
-        reads=("data", "teacher", "supernet"),
+        reads=("data", "teacher", "supernet", "multitask"),
         writes=("search_state", "search_result", "search_architecture", "search_plots", "latency_table"),
         ranks="rank0",
         summary="search the grown space for the best path under the budgets",
@@ -84,7 +111,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "retrain",
         retrain.execute,
-        reads=("data", "teacher", "supernet", "heads"),
+        reads=("data", "teacher", "supernet", "multitask", "heads"),
         writes=("students", "student_model"),
         ranks="all",
         summary="retrain the found model and the baseline by distillation",

@@ -64,6 +64,25 @@ class RunLayout:
         """The trained supernet: weights, grown space and width history."""
         return self.stage_dir("supernet") / "final"
 
+    # --- multitask ---------------------------------------------------------------------------
+    @property
+    def multitask_final(self) -> Path:
+        """The multitask-fine-tuned supernet: weights (with the per-task classifiers) and its tasks."""
+        return self.stage_dir("multitask") / "final"
+
+    @property
+    def multitask_heldout(self) -> Path:
+        return self.stage_dir("multitask") / "heldout"
+
+    def multitask_heldout_task(self, task: str) -> Path:
+        """A task's held-out training rows (encoded, an Arrow dataset), which the search scores."""
+        return self.multitask_heldout / task
+
+    @property
+    def multitask_split(self) -> Path:
+        """Per task, which training rows were held out (indices into the capped training split)."""
+        return self.stage_dir("multitask") / "split.json"
+
     # --- search ------------------------------------------------------------------------------
     @property
     def search_state(self) -> Path:

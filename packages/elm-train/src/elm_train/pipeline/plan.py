@@ -376,7 +376,10 @@ def _search(ctx: _Context, plan: StagePlan) -> None:
         held = min(held, ctx.valid_blocks)
     plan.steps = f"<= {evaluations:,} paths"
     plan.tokens = evaluations * held * ctx.block
-    plan.notes.append(f"each path scored on {held:,} held-out blocks")
+    if cfg.fitness == "task":
+        plan.notes.append("each path scored on the multitask stage's held-out task examples")
+    else:
+        plan.notes.append(f"each path scored on {held:,} held-out blocks")
 
 
 def _heads(ctx: _Context, plan: StagePlan) -> None:
@@ -459,6 +462,35 @@ def _tasks(ctx: _Context, plan: StagePlan) -> None:
         plan.disk, plan.disk_text = None, f"{models} tasks x (teacher + {students} students) x 40 B/param"
 
 
+def _multitask(ctx: _Context, plan: StagePlan) -> None:
+    mt, cfg = ctx.config.multitask, ctx.config.tasks
+    batch = mt.batch_size or ctx.global_batch
+    per_epoch, unknown, parts = 0, False, []
+    for name in ctx.config.multitask_task_names:
+        train, _, how = _task_rows(ctx, name)
+        if train is None:
+            unknown = True
+            parts.append(f"{name}: sizes {how}")
+            continue
+        if cfg.max_train_examples:
+            train = min(train, cfg.max_train_examples)
+        kept = train - min(train - 1, max(1, round(mt.heldout_fraction * train)))
+        per_epoch += max(1, kept // batch)
+        parts.append(f"{name}: {kept:,} training examples ({how}), {train - kept:,} held out")
+    if mt.optim.max_steps_per_epoch:
+        per_epoch = min(per_epoch, mt.optim.max_steps_per_epoch)
+    steps = per_epoch * mt.optim.epochs
+    plan.steps = f"{steps:,}" + (" + unknown" if unknown else "")
+    plan.tokens = None if unknown else steps * batch * cfg.max_seq_length
+    if unknown:
+        plan.tokens_text = f">= {_si(steps * batch * cfg.max_seq_length)}"
+    plan.disk = _loop_disk(ctx.supernet_params)
+    plan.notes += [
+        f"batches of {batch} examples of one task; teachers: the tasks stage's (fine-tuned here first)",
+        *parts,
+    ]
+
+
 def _evaluate(ctx: _Context, plan: StagePlan) -> None:
     cfg = ctx.config.eval
     parts = []
@@ -475,6 +507,7 @@ ESTIMATORS: dict[str, Callable[[_Context, StagePlan], None]] = {
     "data": _data,
     "teacher": _teacher,
     "supernet": _supernet,
+    "multitask": _multitask,
     "search": _search,
     "heads": _heads,
     "retrain": _retrain,

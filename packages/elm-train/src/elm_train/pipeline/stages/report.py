@@ -27,6 +27,7 @@ FITNESS_LABELS = {
     "distill_loss": "held-out distillation loss",
     "wpca": "W-PCA proxy",
     "params": "fitness = parameter count",
+    "task_score": "mean held-out task score",
 }
 
 
@@ -127,6 +128,15 @@ def markdown(run: Run, stages: dict[str, Any], comparison: str, files: dict[str,
             "",
             f"{s['steps']} steps, final {what} {s['final_loss']:.4f}; "
             f"{s['grown_pairs']} (layer, candidate) FFNs grew; mean sampled size {s['space_mean_params']:,.0f} parameters.",
+            "",
+        ]
+    if stages.get("multitask"):  # empty when the stage did not apply
+        s = stages["multitask"]
+        held = ", ".join(f"{t} {v['train']:,}/{v['heldout']:,}" for t, v in s["tasks"].items())
+        lines += [
+            "## Multitask fine-tuning",
+            "",
+            f"{s['steps']} steps, final loss {s['final_loss']:.4f}; training/held-out examples: {held}.",
             "",
         ]
     if "search" in stages:

@@ -47,6 +47,7 @@ def _retrain(run: Run, name: str, student_info: dict[str, Any]) -> dict[str, Any
         teacher.width,
         teacher.config_layers,
         cfg.seed,
+        multitask=run.multitask_model().supernet if init == "multitask" else None,
     )
     trainer = Retraining(
         name,

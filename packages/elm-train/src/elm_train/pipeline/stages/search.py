@@ -13,8 +13,9 @@ from elm_search import LatencyTable, Objective
 from elm_space import Architecture, SearchSpace
 from elm_train import batches, faults, fsio
 from elm_train.errors import ElmTrainError
-from elm_train.fitness import build_fitness
+from elm_train.fitness import Fitness, build_fitness
 from elm_train.latency_table import measure_table
+from elm_train.multitask_training import TaskFitness
 from elm_train.searching import search_constraints, search_space, with_size_front
 
 if TYPE_CHECKING:
@@ -43,7 +44,12 @@ def execute(run: Run) -> dict[str, Any]:
     val = batches.eval_batches(
         run.blocks["validation"], cfg.deepspeed.micro_batch_size, cfg.search.valid_batches
     )
-    fitness = build_fitness(cfg.search, trained.model, run.teacher_features, val, cfg.supernet.dynamic)
+    fitness: Fitness
+    if cfg.search.fitness == "task":  # the multitask supernet on the held-out training rows
+        pad = run.tokenizer.pad_token_id or 0
+        fitness = TaskFitness(run.multitask_model().supernet, run.multitask_heldout(), pad)
+    else:
+        fitness = build_fitness(cfg.search, trained.model, run.teacher_features, val, cfg.supernet.dynamic)
 
     def evaluate(arch: Architecture) -> float:
         value = fitness(arch)

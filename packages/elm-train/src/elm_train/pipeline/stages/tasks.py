@@ -7,7 +7,6 @@ GLUE tasks each student's test-set predictions in the GLUE server's layout
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +19,8 @@ from elm_train import distributed as dist
 from elm_train import glue_submission
 from elm_train.checkpoint import write_json_atomic
 from elm_train.config import TaskStageConfig
-from elm_train.fsio import atomic_directory
-from elm_train.task_distill import TaskTraining, classifier, encode, task_deepspeed, task_spec
+from elm_train.pipeline.task_models import load_task, train_task_model
+from elm_train.task_distill import task_deepspeed
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run
@@ -31,11 +30,7 @@ def run_task(run: Run, name: str) -> list[TaskResult]:
     cfg = run.config.tasks
     plan = cfg.for_task(name)
     layout = run.layout
-    spec = elm_eval.with_hub_mirrors(task_spec(name, cfg), run.config.hub_mirrors)
-    data = elm_eval.load_task_data(spec)
-    train = encode(run.tokenizer, data, "train", cfg.max_seq_length)
-    valid = encode(run.tokenizer, data, "validation", cfg.max_seq_length)
-    pad = run.tokenizer.pad_token_id or 0
+    spec, data, train, valid = load_task(run, name)
     ds = task_deepspeed(run.config.deepspeed, plan.batch_size, dist.world_size())
     layout.task_dir(name).mkdir(parents=True, exist_ok=True)
 
@@ -47,37 +42,8 @@ def run_task(run: Run, name: str) -> list[TaskResult]:
         epochs: int,
         eval_every: int | None,
     ) -> TaskResult:
-        target = layout.task_model(name, who)
-        if not (target / "config.json").is_file():
-            model = classifier(source, spec, run.config.seed)
-            trainer = TaskTraining(
-                f"{name}.{who}",
-                model,
-                teacher,
-                train,
-                spec,
-                cfg,
-                cfg.optim.model_copy(update={"lr": lr, "epochs": epochs}),
-                ds,
-                seed=run.config.seed,
-                out_dir=layout.task_training(name, who),
-                pad_id=pad,
-                validation=valid,
-                eval_every=eval_every,
-                best_dir=layout.task_best(name, who),
-                metrics=run.metrics,
-                checkpoint_every=run.config.supernet.checkpoint_every,
-            )
-            history = trainer.train()
-            if dist.rank() == 0:
-                write_json_atomic(layout.task_loss_curve(name, who), [loss for _, loss in history])
-                write_json_atomic(
-                    layout.task_selection(name, who),
-                    {"best": trainer.best, "evaluations": trainer.evaluations},
-                )
-                with atomic_directory(target) as tmp:  # its existence says the model is final
-                    shutil.copytree(trainer.best_dir, tmp, dirs_exist_ok=True)
-            dist.barrier()
+        # the multitask stage may have fine-tuned the teacher already (the same call): then it is reused
+        target = train_task_model(run, name, who, source, teacher, lr, epochs, eval_every, spec, train, valid)
         selection = json.loads(layout.task_selection(name, who).read_text())
         best = selection["best"]
         model = AutoModelForSequenceClassification.from_pretrained(str(target))

@@ -1,0 +1,108 @@
+"""Fine-tuning one model on one task into the run directory, shared by the stages that need a
+task model: the tasks stage (the teacher and every student) and the multitask stage (the teachers
+it distils from, which the tasks stage then finds done and reuses)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import datasets
+from transformers import PreTrainedModel
+
+import elm_eval
+from elm_eval import TaskData, TaskSpec
+from elm_train import distributed as dist
+from elm_train.checkpoint import write_json_atomic
+from elm_train.fsio import atomic_directory
+from elm_train.task_distill import TaskTraining, classifier, encode, task_deepspeed, task_spec
+
+if TYPE_CHECKING:
+    from elm_train.pipeline.context import Run
+
+
+def load_task(run: Run, name: str) -> tuple[TaskSpec, TaskData, datasets.Dataset, datasets.Dataset]:
+    """A task's spec (with the tasks section's caps and the hub mirrors), its data, and its train
+    and validation splits encoded with the run's tokenizer."""
+    cfg = run.config.tasks
+    spec = elm_eval.with_hub_mirrors(task_spec(name, cfg), run.config.hub_mirrors)
+    data = elm_eval.load_task_data(spec)
+    train = encode(run.tokenizer, data, "train", cfg.max_seq_length)
+    valid = encode(run.tokenizer, data, "validation", cfg.max_seq_length)
+    return spec, data, train, valid
+
+
+def train_task_model(
+    run: Run,
+    name: str,
+    who: str,
+    source: str | Path,
+    teacher: PreTrainedModel | None,
+    lr: float,
+    epochs: int,
+    eval_every: int | None,
+    spec: TaskSpec,
+    train: datasets.Dataset,
+    valid: datasets.Dataset,
+) -> Path:
+    """``layout.task_model(name, who)``, fine-tuned first unless it exists: the best validation
+    checkpoint, with its loss curve and selection record beside it."""
+    cfg = run.config.tasks
+    layout = run.layout
+    target = layout.task_model(name, who)
+    if (target / "config.json").is_file():
+        return target
+    layout.task_dir(name).mkdir(parents=True, exist_ok=True)
+    plan = cfg.for_task(name)
+    ds = task_deepspeed(run.config.deepspeed, plan.batch_size, dist.world_size())
+    model = classifier(source, spec, run.config.seed)
+    trainer = TaskTraining(
+        f"{name}.{who}",
+        model,
+        teacher,
+        train,
+        spec,
+        cfg,
+        cfg.optim.model_copy(update={"lr": lr, "epochs": epochs}),
+        ds,
+        seed=run.config.seed,
+        out_dir=layout.task_training(name, who),
+        pad_id=run.tokenizer.pad_token_id or 0,
+        validation=valid,
+        eval_every=eval_every,
+        best_dir=layout.task_best(name, who),
+        metrics=run.metrics,
+        checkpoint_every=run.config.supernet.checkpoint_every,
+    )
+    history = trainer.train()
+    if dist.rank() == 0:
+        write_json_atomic(layout.task_loss_curve(name, who), [loss for _, loss in history])
+        write_json_atomic(
+            layout.task_selection(name, who),
+            {"best": trainer.best, "evaluations": trainer.evaluations},
+        )
+        with atomic_directory(target) as tmp:  # its existence says the model is final
+            shutil.copytree(trainer.best_dir, tmp, dirs_exist_ok=True)
+    dist.barrier()
+    return target
+
+
+def fine_tuned_teacher(
+    run: Run, name: str, spec: TaskSpec, train: datasets.Dataset, valid: datasets.Dataset
+) -> Path:
+    """The task's fine-tuned teacher (trained on the labels once per run)."""
+    plan = run.config.tasks.for_task(name)
+    return train_task_model(
+        run,
+        name,
+        "teacher",
+        run.teacher_source,
+        None,
+        plan.teacher_lr,
+        plan.teacher_epochs,
+        None,
+        spec,
+        train,
+        valid,
+    )
