@@ -9,6 +9,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# elm-train subprocesses (torchrun, killed runs) use one thread too: results compared bit for bit
+# with in-process runs must come from the same arithmetic
+os.environ.setdefault("ELM_TRAIN_THREADS", "1")
 
 try:
     import torch

@@ -53,6 +53,7 @@ straight.train()
 ckpts = out / "straight" / "checkpoints"
 names = sorted(checkpoint.verify(ckpts / "step-00000005")["files"])
 assert any("zero_pp_rank_1_" in n for n in names) and any("zero_pp_rank_0_" in n for n in names), names
+dist.barrier()  # every rank has verified the intact checkpoint before rank 0 damages it
 
 # rank 1's optimizer partition of the newest checkpoint is corrupt: both ranks resume from step 4
 if rank == 0:

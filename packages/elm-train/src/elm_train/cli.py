@@ -6,10 +6,16 @@ pretrained MiniLM-L6 teacher, the tweet-sentiment task) in ``runs/demo``.
 
 from __future__ import annotations
 
+import os
+
+from elm_train.threads import SPIN_ENV
+
+for _key, _value in SPIN_ENV.items():  # before anything loads torch's OpenMP runtime
+    os.environ.setdefault(_key, _value)
+
 import argparse
 import contextlib
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -146,6 +152,16 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads per process (default: this process's share of the cores that are not "
+        "busy with other work when the run starts)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="elm-train", description="ELM: elastic architecture search for efficient language models."
@@ -154,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run every stage (skipping finished ones)")
     _add_config_args(run)
     run.add_argument("--resume", action="store_true", help="continue the run already in --run-dir")
+    _add_threads_arg(run)
     run.add_argument(
         "--plan",
         action="store_true",
@@ -171,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(stage)
     stage.add_argument("--force", action="store_true", help="run the stage again even if it finished")
+    _add_threads_arg(stage)
     stage.set_defaults(func=cmd_stage)
     config = sub.add_parser("config", help="validate a config file, or print a preset as YAML")
     config_sub = config.add_subparsers(dest="action", required=True)
@@ -183,12 +201,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command. Run from the command line it owns its process and picks torch's threads
+    (:mod:`elm_train.threads`); called with ``argv`` from Python it leaves the caller's thread
+    setting alone unless ``--threads`` is given."""
+    owns_process = argv is None
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         argv = ["run"]
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
+        threads = getattr(args, "threads", None)
+        if threads is not None and threads < 1:
+            raise ConfigError(f"--threads {threads}: must be at least 1")
+        if threads is not None or (owns_process and args.command in ("run", "stage")):
+            from elm_train import threads as thread_policy
+
+            thread_policy.configure(threads)
         return args.func(args)
     except USER_ERRORS as err:
         print(f"elm-train: error: {err}", file=sys.stderr)

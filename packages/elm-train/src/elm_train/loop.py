@@ -152,6 +152,11 @@ class TrainLoop:
         for name, why in restored.skipped:
             self.metrics.log(self.stage, event="checkpoint_skipped", checkpoint=name, reason=why)
         state = restored.state
+        saved_threads = state.get("threads")
+        if saved_threads and saved_threads != torch.get_num_threads():
+            # float sums depend on the thread count: resume with the one the run trained with
+            torch.set_num_threads(saved_threads)
+            self.metrics.log(self.stage, event="threads_restored", threads=saved_threads)
         saved_world = state.get("world_size", 1)
         if saved_world != dist.world_size():
             raise checkpoint.CheckpointError(
@@ -171,6 +176,7 @@ class TrainLoop:
             "extra": self.extra_state(),
             "stage": self.stage,
             "world_size": dist.world_size(),
+            "threads": torch.get_num_threads(),
         }
         path = checkpoint.save(self.ckpt_dir, step, self.engine, state, keep=self.keep_checkpoints)
         self.last_checkpoint = path.name
