@@ -125,6 +125,8 @@ GROWTH_SCRIPT = textwrap.dedent(
     out = {"local": local.ranking(), "combined": combined.ranking(), "means": sorted(combined.means().items()),
            "mismatch": failed}
     json.dump(out, open(sys.argv[1] + f".{rank}", "w"))
+    dist.barrier()
+    torch.distributed.destroy_process_group()  # a group left to interpreter exit can abort gloo
     """
 )
 
