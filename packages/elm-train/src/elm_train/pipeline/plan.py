@@ -418,6 +418,21 @@ def _task_rows(ctx: _Context, name: str) -> tuple[int | None, int | None, str]:
     return len(data.train), len(data.validation), "counted"
 
 
+def _capped_rows(ctx: _Context, name: str, parts: list[str]) -> tuple[int, int | None, str] | None:
+    """A task's training and validation rows under the tasks section's caps, and where the sizes
+    come from; None (with a note in ``parts``) when they are unknown before downloading."""
+    train, valid, how = _task_rows(ctx, name)
+    if train is None:
+        parts.append(f"{name}: sizes {how}")
+        return None
+    cfg = ctx.config.tasks
+    if cfg.max_train_examples:
+        train = min(train, cfg.max_train_examples)
+    if cfg.max_eval_examples and valid is not None:
+        valid = min(valid, cfg.max_eval_examples)
+    return train, valid, how
+
+
 def _tasks(ctx: _Context, plan: StagePlan) -> None:
     cfg = ctx.config.tasks
     batch = cfg.batch_size or ctx.global_batch
@@ -425,15 +440,11 @@ def _tasks(ctx: _Context, plan: StagePlan) -> None:
     total_steps, total_tokens, unknown = 0, 0, False
     parts = []
     for name in ctx.config.task_names:
-        train, valid, how = _task_rows(ctx, name)
-        if train is None:
+        sizes = _capped_rows(ctx, name, parts)
+        if sizes is None:
             unknown = True
-            parts.append(f"{name}: sizes {how}")
             continue
-        if cfg.max_train_examples:
-            train = min(train, cfg.max_train_examples)
-        if cfg.max_eval_examples and valid is not None:
-            valid = min(valid, cfg.max_eval_examples)
+        train, valid, how = sizes
         per_epoch = train // batch
         if cfg.optim.max_steps_per_epoch:
             per_epoch = min(per_epoch, cfg.optim.max_steps_per_epoch)
@@ -467,13 +478,11 @@ def _multitask(ctx: _Context, plan: StagePlan) -> None:
     batch = mt.batch_size or ctx.global_batch
     per_epoch, unknown, parts = 0, False, []
     for name in ctx.config.multitask_task_names:
-        train, _, how = _task_rows(ctx, name)
-        if train is None:
+        sizes = _capped_rows(ctx, name, parts)
+        if sizes is None:
             unknown = True
-            parts.append(f"{name}: sizes {how}")
             continue
-        if cfg.max_train_examples:
-            train = min(train, cfg.max_train_examples)
+        train, _, how = sizes
         kept = train - min(train - 1, max(1, round(mt.heldout_fraction * train)))
         per_epoch += max(1, kept // batch)
         parts.append(f"{name}: {kept:,} training examples ({how}), {train - kept:,} held out")
