@@ -305,11 +305,13 @@ def heldout_kd_loss(
     return total / len(val)
 
 
-def retrain(run: Run, name: str, arch: Architecture, init: str) -> dict[str, Any]:
+def retrain(
+    run: Run, name: str, arch: Architecture, init: str, lm: Callable[[Run, str], float] | None = None
+) -> dict[str, Any]:
     """Train one student with the retrain stage's loop, losses and budget (``run.config.retrain``),
-    save it under the run directory, and score it: held-out distillation loss and LM loss.
-    Cached by architecture, init and budget. Students given the same ``name`` see the same
-    batches, masks and dropout draws."""
+    save it under the run directory, and score it: held-out distillation loss and LM loss (by
+    ``lm(run, model_dir)``, :func:`lm_loss` by default). Cached by architecture, init and budget.
+    Students given the same ``name`` see the same batches, masks and dropout draws."""
     optim = run.config.retrain.optim
     key = f"{init}-{optim.epochs}x{optim.max_steps_per_epoch}-{arch.stable_hash()}"
     out = run.dir / "bench" / key
@@ -352,7 +354,7 @@ def retrain(run: Run, name: str, arch: Architecture, init: str) -> dict[str, Any
             "train_seconds": round(seconds, 1),
             "final_train_loss": history[-1][1],
             "kd_loss": heldout_kd_loss(trainer.model, run, trainer.teacher),
-            "lm_loss": lm_loss(run, str(out / "model")),
+            "lm_loss": (lm or lm_loss)(run, str(out / "model")),
             "model_dir": str(out / "model"),
         }
 

@@ -20,6 +20,7 @@ import yaml
 from safetensors.torch import load_file
 
 from elm_train.cli import main
+from elm_train.multitask_training import WEIGHTS_FILE as MULTITASK_WEIGHTS
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +40,21 @@ def write_config(path: Path, teacher: Path, **fields: object) -> Path:
         # no dropout: the two-rank and the accumulating run then see exactly the same arithmetic
         # up to the order of one sum, so their weights are comparable to float tolerance
         "model": {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
+        # METHOD step 2 and the search by held-out task score run on two ranks too
+        "multitask": {
+            "enabled": True,
+            "optim": {"epochs": 1, "max_steps_per_epoch": 4, "lr": 1e-3},
+            "checkpoint_every": 2,
+        },
+        "search": {"fitness": "task"},
     }
     path.write_text(yaml.safe_dump({**base, **fields}))
     return path
 
 
-def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(run_dir / "supernet" / "final" / "supernet.safetensors"))
+def weights(run_dir: Path, stage: str = "supernet") -> dict[str, torch.Tensor]:
+    name = {"supernet": "supernet.safetensors", "multitask": MULTITASK_WEIGHTS}[stage]
+    return load_file(str(run_dir / stage / "final" / name))
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +73,8 @@ def test_the_whole_pipeline_completes_in_one_launch(two_ranks):
     info = json.loads((run_dir / "supernet" / "done.json").read_text())
     assert info["world_size"] == 2 and info["steps"] == 12  # 96 blocks / (4 x 2) = 12, capped at 6, x2
     assert done.stdout.count("[elm-train] supernet: running") == 1  # only rank 0 speaks
-    for stage in ("data", "teacher", "supernet", "search", "heads", "retrain", "tasks", "evaluate", "report"):
+    stages = ("data", "teacher", "supernet", "multitask", "search", "heads", "retrain", "tasks", "evaluate")
+    for stage in (*stages, "report"):
         assert (run_dir / stage / "done.json").is_file(), stage
     # no temporary names left behind by two ranks racing for the same file
     assert not [p for p in run_dir.rglob("*") if p.name.startswith(".tmp") or p.name.endswith(".tmp")]
@@ -83,12 +93,21 @@ def test_two_ranks_match_one_rank_with_gradient_accumulation(two_ranks, tmp_path
         deepspeed={"micro_batch_size": 4, "gradient_accumulation_steps": 2},
     )
     one_dir = tmp_path / "one"
+    assert main(["stage", "supernet", "--config", str(config), "--run-dir", str(one_dir)]) == 0
+    # the task teacher fine-tunes with its own dropout (0.1), whose draws depend on the rank layout;
+    # the multitask stage reuses a fine-tuned teacher, so both sides distil from the same one
+    teacher = Path("tasks") / "tweet-sentiment" / "teacher"
+    shutil.copytree(two_dir / teacher, one_dir / teacher)
     assert main(["stage", "heads", "--config", str(config), "--run-dir", str(one_dir)]) == 0
-    a, b = weights(two_dir), weights(one_dir)
-    assert a.keys() == b.keys()
-    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
-    print(f"two ranks vs one rank accumulating: largest weight difference {worst:.3g}")
-    assert worst < 1e-5, worst  # measured: 0 (halving is exact in float32); 1e-5 allows other backends
+    for stage in ("supernet", "multitask"):
+        a, b = weights(two_dir, stage), weights(one_dir, stage)
+        assert a.keys() == b.keys()
+        worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+        print(f"{stage}: two ranks vs one rank accumulating: largest weight difference {worst:.3g}")
+        assert worst < 1e-5, (stage, worst)  # measured: 0 (halving is exact in float32)
+    assert (two_dir / "multitask" / "split.json").read_text() == (
+        one_dir / "multitask" / "split.json"
+    ).read_text()
     for name in ("space.json",):
         assert (two_dir / "supernet" / "final" / name).read_text() == (
             one_dir / "supernet" / "final" / name
@@ -163,4 +182,23 @@ def test_killed_rank_resumes_on_two_ranks_bit_identically(two_ranks, tmp_path):
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert any(e.get("event") == "resumed" and e["checkpoint"] == latest for e in events)
     a, b = weights(run_dir), weights(straight)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_killed_rank_resumes_the_multitask_stage_bit_identically(two_ranks, tmp_path):
+    config, straight, _ = two_ranks
+    run_dir = tmp_path / "killed"
+    common = ("--config", str(config), "--run-dir", str(run_dir))
+    assert torchrun("-m", "elm_train.cli", "stage", "supernet", *common).returncode == 0
+    # the same fine-tuned teacher as the straight run (its own fine-tuning is a loop the crash would hit)
+    teacher = Path("tasks") / "tweet-sentiment" / "teacher"
+    shutil.copytree(straight / teacher, run_dir / teacher)
+    crash = {**ENV, "ELM_TRAIN_CRASH_AFTER_STEP": "2", "ELM_TRAIN_CRASH_RANK": "0"}
+    killed = torchrun("-m", "elm_train.cli", "stage", "multitask", *common, env=crash)
+    assert killed.returncode != 0 and not (run_dir / "multitask" / "done.json").exists()
+    resumed = torchrun("-m", "elm_train.cli", "stage", "multitask", *common)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any(e.get("event") == "resumed" and e.get("stage") == "multitask" for e in events)
+    a, b = weights(run_dir, "multitask"), weights(straight, "multitask")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

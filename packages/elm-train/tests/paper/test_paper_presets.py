@@ -3,7 +3,7 @@
 Each test runs one preset's whole stage sequence with the preset's own settings except: the hub
 ids are pointed at local stand-ins of the same shape (``hub_mirrors``; the config keeps the ids), the
 space is shrunk (same structure, test widths, two layers) and step counts and search sizes are cut
-to a few. Everything goes through the hub route: ``data.source: hub``, the GLUE task specs' hub
+to a few. Everything goes through the hub route: ``data.sources`` by hub id, the GLUE task specs' hub
 datasets (MNLI's matched and mismatched splits, STS-B's scores, test splits without labels), a
 teacher named by id. It ends with the GLUE submission files and the report.
 """
@@ -26,7 +26,16 @@ from elm_train.pipeline import STAGE_NAMES, Run, run_all
 from elm_train.pipeline.plan import make_plan
 from elm_train.presets import preset
 
-from .conftest import GLUE, GLUE_CONFIGS, TEACHER, WIKIPEDIA, PaperHub, glue_rows, shrunk_space
+from .conftest import (
+    BOOKCORPUS,
+    GLUE,
+    GLUE_CONFIGS,
+    TEACHER,
+    WIKIPEDIA,
+    PaperHub,
+    glue_rows,
+    shrunk_space,
+)
 
 pytestmark = [pytest.mark.paper, pytest.mark.slow]
 
@@ -96,7 +105,7 @@ def test_paper_preset_end_to_end(name: str, paper_hub: PaperHub, tmp_path: Path)
     changes = cut(name, paper_hub, layers=full_space.num_layers)
     config = RunConfig.model_validate(merge_configs(paper.model_dump(mode="json"), changes))
     # the hub route, by id: nothing but the mirrors points at the stand-ins
-    assert config.data.source == "hub" and config.data.hub_id == WIKIPEDIA
+    assert [(s.kind, s.hub_id) for s in config.data.sources] == [("hub", WIKIPEDIA), ("hub", BOOKCORPUS)]
     assert config.teacher.name_or_path == TEACHER
     assert config.task_names == ["mnli", "qqp", "qnli", "sst2", "cola", "stsb", "mrpc", "rte"]
     space = config.search_space()
@@ -192,7 +201,10 @@ def test_paper_preset_end_to_end(name: str, paper_hub: PaperHub, tmp_path: Path)
     report = json.loads(layout.report_json.read_text())
     assert set(report["stages"]) == set(STAGE_NAMES) - {"report"}
     markdown = layout.report_markdown.read_text()
-    assert f"teacher: `{TEACHER}`" in markdown and f"corpus: `{WIKIPEDIA} 20231101.en`" in markdown
+    assert (
+        f"teacher: `{TEACHER}`" in markdown
+        and f"corpus: `{WIKIPEDIA} 20231101.en + {BOOKCORPUS}`" in markdown
+    )
     assert "hub ids read from local copies, not from the hub" in markdown  # a stand-in run says so
     assert f"`{GLUE}` from `{paper_hub.glue}`" in markdown
     for task in config.task_names:

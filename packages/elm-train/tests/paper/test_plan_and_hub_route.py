@@ -16,7 +16,7 @@ from elm_train.data import DataError, load_corpus
 from elm_train.pipeline.plan import make_plan, mirror_rows
 from elm_train.presets import preset
 
-from .conftest import GLUE, WIKIPEDIA, WIKIPEDIA_CONFIG, PaperHub, glue_rows
+from .conftest import BOOKCORPUS, GLUE, WIKIPEDIA, WIKIPEDIA_CONFIG, PaperHub, glue_rows
 
 pytestmark = pytest.mark.paper
 
@@ -42,6 +42,7 @@ def test_plan_of_elm_small_is_the_readmes(capsys, no_downloads, monkeypatch):
     assert cli.main(["run", "--preset", "elm-small", "--plan"]) == 0
     out = capsys.readouterr().out
     assert "wikimedia/wikipedia (20231101.en): train 6,407,814 documents" in out
+    assert "rojagtap/bookcorpus: train 74,004,228 documents" in out
     assert "bert-base-uncased: 109,482,240 parameters" in out
     assert "nyu-mll/glue (mnli, ax, qqp, qnli, sst2, cola, stsb, mrpc, rte)" in out
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
@@ -70,7 +71,9 @@ def test_plan_reads_the_local_copies(paper_hub: PaperHub, no_downloads):
     )
     plan = make_plan(config)
     assert all(d.size.startswith("nothing, read from the local copy") for d in plan.downloads)
-    assert "from 120 documents (in the local copy)" in plan.blocks_note
+    assert f"from 120 documents of {WIKIPEDIA} (in the local copy)" in plan.blocks_note
+    # the text-file copy of BookCorpus has no parquet metadata to count: its card's figure
+    assert f"74,004,228 documents of {BOOKCORPUS} (documented)" in plan.blocks_note
     tasks = next(s for s in plan.stages if s.name == "tasks")
     assert any(n.startswith("mnli: 40 training examples (in the local copy)") for n in tasks.notes)
     assert mirror_rows(paper_hub.glue, "mnli") == {

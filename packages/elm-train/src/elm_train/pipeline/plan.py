@@ -24,7 +24,7 @@ from typing import Any
 
 import elm_eval
 import elm_space
-from elm_train.config import RunConfig
+from elm_train.config import DataSource, RunConfig
 
 CHECKPOINT_BYTES_PER_PARAM = 16
 EXPORT_BYTES_PER_PARAM = 4
@@ -34,6 +34,9 @@ KEEP_CHECKPOINTS = 2
 
 DOCUMENTED_CORPORA: dict[tuple[str, str | None], dict[str, int]] = {
     ("wikimedia/wikipedia", "20231101.en"): {"train": 6_407_814},
+    # the original release's two text files, a row per line: bookcorpus/bookcorpus's card counts
+    # 74,004,228 rows of the same files (its script reads them from the same archive)
+    ("rojagtap/bookcorpus", None): {"train": 74_004_228},
 }
 """Documents per split of hub corpora the presets name (the dataset cards)."""
 
@@ -186,13 +189,15 @@ def mirror_rows(directory: str | Path, config_name: str | None) -> dict[str, int
     return out or None
 
 
-def _corpus_documents(config: RunConfig) -> tuple[dict[str, int], str]:
-    data = config.data
-    mirror = config.hub_mirrors.get(str(data.hub_id))
-    if mirror is not None:
-        rows = mirror_rows(mirror, data.hub_config)
-        return (rows, "in the local copy") if rows else ({}, "")
-    return DOCUMENTED_CORPORA.get((str(data.hub_id), data.hub_config), {}), "documented"
+def _corpus_documents(config: RunConfig, source: DataSource) -> tuple[dict[str, int], str]:
+    """Documents per split of a hub source: read in its local copy, else documented (a copy the
+    plan cannot read, one not in parquet, is taken to be what the card documents)."""
+    mirror = config.hub_mirrors.get(str(source.hub_id))
+    rows = mirror_rows(mirror, source.hub_config) if mirror is not None else None
+    if rows:
+        return rows, "in the local copy"
+    documented = DOCUMENTED_CORPORA.get((str(source.hub_id), source.hub_config), {})
+    return documented, "documented" if documented else ""
 
 
 def _local(config: RunConfig, name: str) -> str | None:
@@ -219,16 +224,27 @@ def _local_tokenizer(config: RunConfig) -> Any | None:
 
 
 def _count_blocks(config: RunConfig, tokenizer: Any, masked: bool) -> tuple[int, int]:
-    from elm_train.data import _tokenise_until, load_corpus
+    """The blocks the data stage will make of a local corpus (its mix of the sources included)."""
+    from elm_train.data import block_splits
 
-    data = config.data
-    corpus = load_corpus(data)
-    caps = {"train": data.max_train_blocks, "validation": data.max_valid_blocks}
-    counts = {
-        split: len(_tokenise_until(corpus[split], tokenizer, data.block_size, masked, caps[split], split))
-        for split in ("train", "validation")
-    }
-    return counts["train"], counts["validation"]
+    blocks = block_splits(config.data, tokenizer, masked, seed=config.seed)
+    return len(blocks["train"]), len(blocks["validation"])
+
+
+def _hub_documents_note(config: RunConfig) -> tuple[str, bool]:
+    """' from D documents (how)' of the hub sources (each named when there are several), and
+    whether every one of them is read from a local copy."""
+    hub = [source for _, source in config.data.mix() if source.kind == "hub"]
+    parts = []
+    for source in hub:
+        docs, how = _corpus_documents(config, source)
+        of = f" of {source.hub_id}" if len(hub) > 1 else ""
+        if docs.get("train"):
+            parts.append(f"{docs['train']:,} documents{of} ({how})")
+        elif of:
+            parts.append(f"an unknown number{of}")
+    mirrored = all(str(source.hub_id) in config.hub_mirrors for source in hub)
+    return (f" from {' + '.join(parts)}" if parts else ""), mirrored
 
 
 def _blocks(config: RunConfig, run_dir: Path | None, tokenizer: Any) -> tuple[int | None, int | None, str]:
@@ -244,17 +260,15 @@ def _blocks(config: RunConfig, run_dir: Path | None, tokenizer: Any) -> tuple[in
             saved = datasets.load_from_disk(str(blocks))
             train = len(saved["train"])
             return train, len(saved["validation"]), f"N = {train:,} {what}, counted in {blocks}"
-    if data.source != "hub" and tokenizer is not None:
+    has_hub = any(source.kind == "hub" for _, source in data.mix())
+    if not has_hub and tokenizer is not None:
         train, valid = _count_blocks(config, tokenizer, masked=not config.causal)
         return train, valid, f"N = {train:,} {what}, counted on the local corpus"
     if data.max_train_blocks:
         note = f"N <= {data.max_train_blocks:,} {what} (data.max_train_blocks)"
         return data.max_train_blocks, data.max_valid_blocks, note
-    if data.source == "hub":
-        documents, how = _corpus_documents(config)
-        docs = documents.get("train")
-        known = f" from {docs:,} documents ({how})" if docs else ""
-        mirrored = str(data.hub_id) in config.hub_mirrors
+    if has_hub:
+        known, mirrored = _hub_documents_note(config)
         why = f"unknown until the corpus is {'read' if mirrored else 'downloaded'} and tokenised"
     else:
         known, why = "", "unknown until the data stage trains the tokenizer"
@@ -540,13 +554,14 @@ def _downloads(ctx: _Context) -> list[Download]:
         else:
             out.append(Download(what, f"{hub_id}{detail}", size))
 
-    data = config.data
-    if data.source == "hub":
-        docs = DOCUMENTED_CORPORA.get((str(data.hub_id), data.hub_config), {})
+    for _, source in config.data.mix():
+        if source.kind != "hub":
+            continue
+        docs = DOCUMENTED_CORPORA.get((str(source.hub_id), source.hub_config), {})
         size = (
             ", ".join(f"{split} {n:,} documents" for split, n in docs.items()) or "size not documented here"
         )
-        add("corpus", str(data.hub_id), f" ({data.hub_config})" if data.hub_config else "", size)
+        add("corpus", str(source.hub_id), f" ({source.hub_config})" if source.hub_config else "", size)
     teacher_names = [] if config.teacher.train is not None else [str(config.teacher.name_or_path)]
     if config.teacher.tokenizer and config.teacher.tokenizer not in teacher_names:
         teacher_names.append(config.teacher.tokenizer)

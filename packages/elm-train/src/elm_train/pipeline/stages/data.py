@@ -1,5 +1,8 @@
 """Data: the run's tokenizer (trained, built from GPT-2's files, or the teacher's) and the corpus
-cut into token blocks, both saved in the run directory for every later stage."""
+cut into token blocks, both saved in the run directory for every later stage.
+
+A trained tokenizer learns from every source's training documents; the blocks mix the sources as
+``data.sources`` says (their weights, drawn with the run's seed)."""
 
 from __future__ import annotations
 
@@ -31,8 +34,9 @@ def execute(run: Run) -> dict[str, Any]:
     if not (run.layout.tokenizer / "tokenizer_config.json").is_file():
         _save_tokenizer(run)
     if not (run.layout.blocks / "dataset_dict.json").is_file():
+        cfg = run.config
         data.build_blocks(
-            run.config.data, run.tokenizer, not run.causal, run.layout.blocks, run.config.hub_mirrors
+            cfg.data, run.tokenizer, not run.causal, run.layout.blocks, cfg.hub_mirrors, cfg.seed
         )
     return {
         "splits": data.summary(run.blocks),

@@ -75,11 +75,9 @@ def execute(run: Run) -> dict[str, Any]:
 
 
 def corpus_name(cfg: Any) -> str:
-    """The corpus as the report names it: its hub id (and config) for a hub corpus."""
-    data = cfg.data
-    if data.source == "hub":
-        return f"{data.hub_id} {data.hub_config}" if data.hub_config else str(data.hub_id)
-    return str(data.source)
+    """The corpus as the report names it: its hub id (and config) for a hub corpus; each source's
+    name, joined by `` + ``, for several."""
+    return str(cfg.data.corpus_name)
 
 
 def complete_model_cards(run: Run, results: list[Any]) -> None:
@@ -91,7 +89,7 @@ def complete_model_cards(run: Run, results: list[Any]) -> None:
             if r.kind == "task" and r.model == name
         ]
         scores += [
-            Score(name="perplexity", value=r.perplexity, metric="perplexity", dataset=run.config.data.source)
+            Score(name="perplexity", value=r.perplexity, metric="perplexity", dataset=corpus_name(run.config))
             for r in results
             if r.kind == "lm" and r.model == name
         ]
@@ -208,7 +206,7 @@ def teacher_section(info: dict[str, Any]) -> list[str]:
 def perplexity_section(run: Run, perplexities: dict[str, float], stages: dict[str, Any]) -> list[str]:
     """The held-out perplexities side by side (the causal family's main result)."""
     cfg = run.config
-    split = "test" if cfg.data.source == "ptb" else "held-out"
+    split = "test" if all(source.kind == "ptb" for _, source in cfg.data.mix()) else "held-out"
     protocol = (
         f"sliding window of {cfg.data.block_size} tokens, stride {cfg.data.block_size // 2}"
         if run.causal
