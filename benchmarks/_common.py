@@ -361,6 +361,20 @@ def retrain(
     return cached(out / "result.json", compute)
 
 
+def finetune_settings(run: Run) -> elm_eval.FinetuneConfig:
+    """elm-eval's fine-tuning with the tasks stage's budget (label loss only: every architecture a
+    benchmark compares is fine-tuned the same way, without a teacher)."""
+    cfg = run.config.tasks
+    return elm_eval.FinetuneConfig(
+        learning_rate=cfg.optim.lr,
+        epochs=cfg.optim.epochs,
+        batch_size=run.config.deepspeed.micro_batch_size,
+        max_length=cfg.max_seq_length,
+        seed=run.config.seed,
+        progress=False,
+    )
+
+
 def lm_loss(run: Run, model_dir: str) -> float:
     """elm-eval's masked-LM loss on the corpus's test documents (the evaluate stage's protocol)."""
     cfg = elm_eval.MaskedLMConfig(

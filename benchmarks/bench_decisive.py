@@ -226,15 +226,7 @@ def digest(values: Any) -> str:
 def task_result(run: Run, model_dir: str, name: str) -> dict[str, Any]:
     """elm-eval's fine-tune and score (the tasks stage's budget, label loss), plus the fine-tuned
     classifier's prediction for every validation example (the score's own predictions: checked)."""
-    cfg = run.config.tasks
-    settings = elm_eval.FinetuneConfig(
-        learning_rate=cfg.optim.lr,
-        epochs=cfg.optim.epochs,
-        batch_size=run.config.deepspeed.micro_batch_size,
-        max_length=cfg.max_seq_length,
-        seed=run.config.seed,
-        progress=False,
-    )
+    settings = _common.finetune_settings(run)
     data = task_data(run, name)
     start = time.perf_counter()
     result, classifier = elm_eval.finetune(model_dir, model_dir, data, settings)
@@ -244,7 +236,7 @@ def task_result(run: Run, model_dir: str, name: str) -> dict[str, Any]:
     start = time.perf_counter()
     predictions = predict(
         classifier,
-        _Encoded(tok, data.validation, cfg.max_seq_length),
+        _Encoded(tok, data.validation, settings.max_length),
         regression,
         settings.eval_batch_size,
         torch.device("cpu"),

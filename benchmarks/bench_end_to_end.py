@@ -53,15 +53,7 @@ def random_architectures(
 
 def task_scores(run: Run, model_dir: str) -> dict[str, float]:
     """elm-eval's fine-tune-and-score for every task of the run, with the tasks stage's budget."""
-    cfg = run.config.tasks
-    finetune = elm_eval.FinetuneConfig(
-        learning_rate=cfg.optim.lr,
-        epochs=cfg.optim.epochs,
-        batch_size=run.config.deepspeed.micro_batch_size,
-        max_length=cfg.max_seq_length,
-        seed=run.config.seed,
-        progress=False,
-    )
+    cfg, finetune = run.config.tasks, _common.finetune_settings(run)
     return {
         name: elm_eval.evaluate_task(model_dir, model_dir, task_spec(name, cfg), finetune).score
         for name in run.config.task_names

@@ -28,7 +28,7 @@ def test_causal_presets_resolve_their_defaults():
     masked = preset("demo")
     assert (
         not masked.causal
-        and masked.task_names == ["tweet-sentiment"]
+        and masked.task_names == ["tweet-sentiment", "ptb-word-order"]
         and masked.tokenizer_source == "teacher"
     )
     assert masked.supernet.lm_weight_for(masked.causal) == 0.0

@@ -1,6 +1,6 @@
 """bf16 training, as the paper presets run it (DeepSpeed ZeRO-0 with bf16; on CPU here): FFN growth
 reaches the optimizer's fp32 master weights and moments, and training ends with an fp32 module
-holding the master weights (what the stages export), under ZeRO-0 and ZeRO-2."""
+holding the master weights (what the stages export), under ZeRO-0, 1 and 2."""
 
 from __future__ import annotations
 
@@ -44,13 +44,17 @@ def _moments(optimizer, net, name):
     return [safe_get_full_optimizer_state(param, key) for key in ("exp_avg", "exp_avg_sq")]
 
 
-@pytest.mark.parametrize("zero", [0])
-def test_bf16_growth_reaches_the_fp32_masters_and_moments(zero):
+@pytest.mark.parametrize(("zero", "precision"), [(0, "bf16"), (1, "bf16"), (2, "bf16"), (2, "fp32")])
+def test_growth_reaches_the_fp32_masters_and_moments(zero, precision):
+    """Under ZeRO 1-2 this needs the biases' optimizer state, which DeepSpeed leaves unlinked."""
     space = elm_space.preset("tiny", vocab_size=50, max_positions=16)
     torch.manual_seed(0)
     net = ElmSupernet(space)
     engine, optimizer, _ = build_engine(
-        net, DeepSpeedConfig(zero_stage=zero, precision="bf16", micro_batch_size=2), OptimConfig(lr=1e-2), 8
+        net,
+        DeepSpeedConfig(zero_stage=zero, precision=precision, micro_batch_size=2),
+        OptimConfig(lr=1e-2),
+        8,
     )
     ids = torch.randint(0, 50, (2, 12))
     picks = [0, 2, 0]  # the candidates that grow below are the trained ones

