@@ -37,6 +37,7 @@ from elm_train.multitask_training import (
     TaskFitness,
     build_multitask_kd,
     heldout_split,
+    sample_heldout,
     task_key,
 )
 from elm_train.presets import preset
@@ -196,6 +197,18 @@ def test_bf16_multitask_learns_and_exports_fp32_weights(tmp_path):
     assert any(not torch.equal(state[k], state[k].bfloat16().float()) for k in moved)
 
 
+def test_the_task_fitness_scores_a_seeded_sample_of_the_heldout_rows():
+    data = datasets.Dataset.from_dict(
+        {"input_ids": [[2, i] for i in range(50)], "labels": [i % 2 for i in range(50)]}
+    )
+    sample = sample_heldout(data, 10, 0, "toy-a")
+    rows = [r[1] for r in sample["input_ids"]]
+    assert len(rows) == 10 and rows == sorted(rows) and rows != list(range(10))  # a sample, in order
+    assert sample_heldout(data, 10, 0, "toy-a")["input_ids"] == sample["input_ids"]
+    assert sample_heldout(data, 10, 1, "toy-a")["input_ids"] != sample["input_ids"]
+    assert sample_heldout(data, None, 0, "toy-a") is data and sample_heldout(data, 50, 0, "toy-a") is data
+
+
 def test_heldout_split_is_disjoint_and_seeded():
     train, held = heldout_split(100, 0.1, 0, "toy-a")
     assert len(held) == 10 and not set(train) & set(held) and sorted(train + held) == list(range(100))
@@ -348,6 +361,7 @@ def test_the_tiny_pipeline_runs_with_multitask(pipeline_run):
         assert (run.layout.task_model(name, "teacher") / "config.json").is_file()
     search = run.done_info("search")
     assert search["fitness"] == "task_score" and 0.0 <= search["task_score"] <= 1.0
+    assert search["task_examples"] == {"tweet-sentiment": 6, "toy-words": 6}  # all held-out rows
     assert run.done_info("retrain")["found"]["init"] == "multitask"
     assert set(run.done_info("tasks")) == {"tweet-sentiment", "toy-words"}
 

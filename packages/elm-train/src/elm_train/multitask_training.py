@@ -71,6 +71,14 @@ def heldout_split(num_rows: int, fraction: float, seed: int, task: str) -> tuple
     return sorted(order[held:]), sorted(order[:held])
 
 
+def sample_heldout(data: datasets.Dataset, cap: int | None, seed: int, task: str) -> datasets.Dataset:
+    """At most ``cap`` of a task's held-out rows for the search, a seeded sample kept in row order
+    (the held-out rows are sorted, and a training file's order can follow its labels or sources)."""
+    if cap is None or len(data) <= cap:
+        return data
+    return data.select(sorted(random.Random(f"{seed}:task-fitness:{task}").sample(range(len(data)), cap)))
+
+
 @dataclass(frozen=True)
 class MultitaskTask:
     """One task of the multitask stage: its spec, its training rows (encoded, with labels) and its

@@ -391,7 +391,8 @@ def _search(ctx: _Context, plan: StagePlan) -> None:
     plan.steps = f"<= {evaluations:,} paths"
     plan.tokens = evaluations * held * ctx.block
     if cfg.fitness == "task":
-        plan.notes.append("each path scored on the multitask stage's held-out task examples")
+        cap = f" (at most {cfg.task_examples:,} a task)" if cfg.task_examples else ""
+        plan.notes.append(f"each path scored on the multitask stage's held-out task examples{cap}")
     else:
         plan.notes.append(f"each path scored on {held:,} held-out blocks")
 

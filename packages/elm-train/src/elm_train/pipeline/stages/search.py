@@ -15,7 +15,7 @@ from elm_train import batches, faults, fsio
 from elm_train.errors import ElmTrainError
 from elm_train.fitness import Fitness, build_fitness
 from elm_train.latency_table import measure_table
-from elm_train.multitask_training import TaskFitness
+from elm_train.multitask_training import TaskFitness, sample_heldout
 from elm_train.searching import search_constraints, search_space, with_size_front
 
 if TYPE_CHECKING:
@@ -47,7 +47,11 @@ def execute(run: Run) -> dict[str, Any]:
     fitness: Fitness
     if cfg.search.fitness == "task":  # the multitask supernet on the held-out training rows
         pad = run.tokenizer.pad_token_id or 0
-        fitness = TaskFitness(run.multitask_model().supernet, run.multitask_heldout(), pad)
+        heldout = {
+            name: (spec, sample_heldout(data, cfg.search.task_examples, cfg.seed, name))
+            for name, (spec, data) in run.multitask_heldout().items()
+        }
+        fitness = TaskFitness(run.multitask_model().supernet, heldout, pad)
     else:
         fitness = build_fitness(cfg.search, trained.model, run.teacher_features, val, cfg.supernet.dynamic)
 
@@ -74,6 +78,11 @@ def execute(run: Run) -> dict[str, Any]:
     assert result.best is not None
     best = result.best
     run.layout.search_architecture.write_text(best.architecture.model_dump_json(indent=2))
+    scored = (
+        {"task_examples": {n: len(d) for n, (_, d) in fitness.heldout.items()}}
+        if isinstance(fitness, TaskFitness)
+        else {}
+    )
     return {
         "architecture": best.architecture.to_string(),
         "hash": best.hash,
@@ -82,4 +91,5 @@ def execute(run: Run) -> dict[str, Any]:
         "params": best.params,
         "evaluations": result.evaluations,
         "stop_reason": result.stop_reason,
+        **scored,
     }
