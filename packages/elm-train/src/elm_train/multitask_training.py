@@ -67,8 +67,14 @@ def heldout_split(num_rows: int, fraction: float, seed: int, task: str) -> tuple
         raise ValueError(f"task {task!r} has {num_rows} training example(s); a held-out split needs 2")
     order = list(range(num_rows))
     random.Random(f"{seed}:multitask-heldout:{task}").shuffle(order)
-    held = min(num_rows - 1, max(1, round(fraction * num_rows)))
+    held = heldout_count(num_rows, fraction)
     return sorted(order[held:]), sorted(order[:held])
+
+
+def heldout_count(num_rows: int, fraction: float) -> int:
+    """How many of ``num_rows`` training examples :func:`heldout_split` holds out (the plan's
+    estimate uses it too): ``round(fraction * num_rows)``, at least 1 and at least 1 left."""
+    return min(num_rows - 1, max(1, round(fraction * num_rows)))
 
 
 def sample_heldout(data: datasets.Dataset, cap: int | None, seed: int, task: str) -> datasets.Dataset:

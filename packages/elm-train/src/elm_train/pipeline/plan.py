@@ -25,6 +25,7 @@ from typing import Any
 import elm_eval
 import elm_space
 from elm_train.config import DataSource, RunConfig
+from elm_train.multitask_training import heldout_count
 
 CHECKPOINT_BYTES_PER_PARAM = 16
 EXPORT_BYTES_PER_PARAM = 4
@@ -498,7 +499,7 @@ def _multitask(ctx: _Context, plan: StagePlan) -> None:
             unknown = True
             continue
         train, _, how = sizes
-        kept = train - min(train - 1, max(1, round(mt.heldout_fraction * train)))
+        kept = train - heldout_count(train, mt.heldout_fraction)
         per_epoch += max(1, kept // batch)
         parts.append(f"{name}: {kept:,} training examples ({how}), {train - kept:,} held out")
     if mt.optim.max_steps_per_epoch:
