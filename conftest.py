@@ -6,6 +6,9 @@ than the work), and it keeps concurrent test processes from oversubscribing the 
 
 import os
 
+# pytester runs the suite's own conftest on generated test modules (the precision guard's test)
+pytest_plugins = ["pytester"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

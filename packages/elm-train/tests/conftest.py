@@ -1,4 +1,12 @@
-"""Shared fixtures: a tiny teacher and tokenizer built locally (no hub), a tiny run config."""
+"""Shared fixtures: a tiny teacher and tokenizer built locally (no hub), a tiny run config; and
+the precision guard every test runs under.
+
+Whether fp16 or bf16 can train depends on the CPU (fp16 needs oneDNN's fp16 kernels: recent Intel
+Xeons have them, AMD EPYCs do not), so a test that trains at a reduced precision declares it with
+``@pytest.mark.precision("bf16")``: it is skipped, with DeepSpeed's reason, on a machine without
+it. A test that trains at a precision it did not declare fails on every machine, also on one that
+supports it, so an undeclared one cannot pass on the machine it was written on and fail on the next.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,35 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import BertConfig, BertModel, BertTokenizerFast
+
+
+@pytest.fixture(autouse=True)
+def precision_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """Skip a test whose declared precisions this machine lacks; fail one that trains at another.
+
+    Every engine is built through :func:`elm_train.engine.build_engine`, which asks
+    :func:`elm_train.precision.unsupported_reason` before DeepSpeed does; answering there covers
+    every route into an engine in this process. Returns the declared precisions."""
+    from elm_train import precision as precision_module
+
+    declared = {p for mark in request.node.iter_markers("precision") for p in mark.args}
+    real = precision_module.unsupported_reason
+    for precision in sorted(declared):
+        reason = real(precision)
+        if reason is not None:
+            pytest.skip(f"needs {precision}: {reason}")
+
+    def declared_only(precision: str) -> str | None:
+        if precision != "fp32" and precision not in declared:
+            pytest.fail(
+                f"this test trains at {precision} without @pytest.mark.precision({precision!r}); "
+                "declare it, so machines without it skip the test instead of failing it"
+            )
+        return real(precision)
+
+    monkeypatch.setattr(precision_module, "unsupported_reason", declared_only)
+    return declared
+
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

@@ -171,6 +171,7 @@ def test_one_path_per_step_on_every_micro_batch(trained):
     assert paths[5] == {expected.to_string()}
 
 
+@pytest.mark.precision("bf16")
 def test_bf16_multitask_learns_and_exports_fp32_weights(tmp_path):
     """The paper presets run step 2 in bf16: the loss still falls, and the module the stage saves
     holds fp32 master weights, not the bf16 copies DeepSpeed computes with."""

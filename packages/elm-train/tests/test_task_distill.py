@@ -402,6 +402,7 @@ def test_the_best_so_far_survives_a_resume(tmp_path, monkeypatch):
         assert torch.equal(tensor, load_file(str(reference.best_dir / "model.safetensors"))[name]), name
 
 
+@pytest.mark.precision("bf16")
 def test_a_bf16_run_keeps_its_best_model_in_full_precision(tmp_path, monkeypatch):
     """The best model is saved mid-training from the optimizer's fp32 weights, not the module's
     bf16 copies (the loop exports fp32 at the end; a best model must not be coarser)."""

@@ -14,6 +14,7 @@ import datasets
 import torch
 
 from elm_train import distributed as dist
+from elm_train.errors import ElmTrainError
 
 
 def step_rng(seed: int, stage: str, step: int) -> random.Random:
@@ -36,9 +37,13 @@ def epoch_order(num_items: int, seed: int, epoch: int) -> tuple[int, ...]:
 
 
 def steps_per_epoch(num_items: int, global_batch: int, cap: int | None) -> int:
+    """Whole global batches in an epoch (a partial last batch is dropped), at most ``cap``."""
     steps = num_items // global_batch
     if steps == 0:
-        raise ValueError(f"only {num_items} training blocks, fewer than one global batch of {global_batch}")
+        raise ElmTrainError(
+            f"only {num_items} training examples, fewer than one global batch of {global_batch} "
+            "(micro-batch x gradient accumulation x processes); lower the batch or give more data"
+        )
     return min(steps, cap) if cap else steps
 
 

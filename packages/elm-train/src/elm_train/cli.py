@@ -30,6 +30,7 @@ from elm_search.state import SearchStateError
 from elm_space import SpaceError
 from elm_train.config import ConfigError, RunConfig, load_config
 from elm_train.errors import ElmTrainError
+from elm_train.models.configuration_elm import ElmModelError
 from elm_train.presets import PRESETS, preset
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ElmTrainError,
+    ElmModelError,
     ValidationError,
     ElmEvalError,
     SpaceError,
@@ -73,6 +75,36 @@ def preflight(config: RunConfig) -> None:
     if config.tokenizer_source == "bpe":
         space = config.search_space(vocab_size=config.tokenizer.vocab_size)
         check_budgets(space, config.search, config.data.block_size)
+    _check_layer_maps(config)
+
+
+def _check_layer_maps(config: RunConfig) -> None:
+    """Explicit layer maps against the teacher's depth, when its config is on this machine (a
+    hub teacher is checked as soon as it loads)."""
+    from elm_train.kd import layer_maps
+
+    if not any(isinstance(m, list) for m in layer_maps(config).values()):
+        return  # 'last' and 'first' fit any teacher
+    from elm_train import teacher
+    from elm_train.kd import check_layer_maps
+
+    spec = config.teacher
+    if spec.train is not None:
+        depth: int | None = spec.train.layers
+    else:
+        assert spec.name_or_path is not None  # the config's validator says so
+        depth = teacher.depth_on_disk(config.hub_source(spec.name_or_path))
+    if depth is not None:
+        check_layer_maps(config, depth)
+
+
+def machine_check(config: RunConfig) -> None:
+    """What this machine must be able to do for the config, checked before any stage runs (not
+    by ``--plan`` or ``config validate``: a config may be written for another machine)."""
+    if config.deepspeed.precision != "fp32":
+        from elm_train.precision import check_precision
+
+        check_precision(config.deepspeed.precision)
 
 
 def _open(args: argparse.Namespace, config: RunConfig, stack: contextlib.ExitStack) -> Run:
@@ -82,6 +114,7 @@ def _open(args: argparse.Namespace, config: RunConfig, stack: contextlib.ExitSta
     from elm_train.pipeline import Run, RunLayout  # torch loads only for commands that train
 
     preflight(config)
+    machine_check(config)
     run_dir = args.run_dir or Path("runs") / config.name
     layout = RunLayout(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
@@ -117,6 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from elm_train.dryrun import dry_run
 
+        machine_check(config)
         print(json.dumps(dry_run(config), indent=2))
         return 0
     from elm_train.distributed import rank

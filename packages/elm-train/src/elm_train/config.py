@@ -737,6 +737,22 @@ class RunConfig(_Section):
                     raise ValueError(f"multitask.tasks: {err}") from None
         return self
 
+    @model_validator(mode="after")
+    def _baseline_exists(self) -> Self:
+        """The all-BERT baseline needs a BERT candidate in every layer (found out before training,
+        not when the retrain stage builds it)."""
+        if self.baseline.enabled:
+            space = self.search_space()
+            missing = [
+                i for i, layer in enumerate(space.layers) if all(c.kind.value != "bert" for c in layer)
+            ]
+            if missing:
+                raise ValueError(
+                    f"baseline.enabled: layer(s) {missing} of space {space.name!r} have no BERT block, so "
+                    "no all-BERT baseline exists; set baseline.enabled: false"
+                )
+        return self
+
     @property
     def multitask_task_names(self) -> list[str]:
         if self.multitask.tasks is not None:

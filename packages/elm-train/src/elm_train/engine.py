@@ -13,6 +13,7 @@ import torch
 
 from elm_train.config import DeepSpeedConfig, OptimConfig
 from elm_train.distributed import init_distributed
+from elm_train.precision import check_precision
 
 
 def deepspeed_config(ds: DeepSpeedConfig) -> dict[str, Any]:
@@ -97,6 +98,7 @@ def build_engine(
     """A DeepSpeed engine with torch AdamW (no FusedAdam build) and a warm-up/linear-decay schedule."""
     import deepspeed
 
+    check_precision(ds.precision)  # DeepSpeed's own refusal is a bare ValueError from deep inside
     init_distributed()
     optimizer = torch.optim.AdamW(param_groups(model.named_parameters(), optim.weight_decay), lr=optim.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(

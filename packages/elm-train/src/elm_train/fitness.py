@@ -21,7 +21,7 @@ import torch
 
 import elm_space
 from elm_space import Architecture
-from elm_train.config import DynamicConfig, SearchStageConfig
+from elm_train.config import ConfigError, DynamicConfig, SearchStageConfig
 from elm_train.kd import TeacherFeatures, kind_eta, student_features
 from elm_train.pca import pca_count, real_tokens
 from elm_train.supernet_training import SupernetKD
@@ -118,5 +118,8 @@ def build_fitness(
     if settings.fitness == "wpca":
         return WpcaFitness(model, val[: settings.wpca_batches], dynamic)
     if settings.fitness == "task":
-        raise ValueError("fitness 'task' needs the multitask supernet and held-out rows: use TaskFitness")
+        raise ConfigError(
+            "search.fitness: 'task' scores paths on the multitask supernet's held-out rows; "
+            "build it with TaskFitness (the pipeline does when multitask.enabled)"
+        )
     return ParamsFitness()

@@ -16,29 +16,55 @@ from torch import nn
 
 from elm_distill import DistillationLoss, FeatureKind, Features, FeatureTaps
 from elm_space import BlockKind, Family, SearchSpace
-from elm_train.config import KDConfig
+from elm_train.config import ConfigError, KDConfig, RunConfig
 from elm_train.teacher import teacher_layers, teacher_width
 
 
-def teacher_layers_for(num_student: int, num_teacher: int, layer_map: str | list[int]) -> list[int]:
+def teacher_layers_for(
+    num_student: int, num_teacher: int, layer_map: str | list[int], field: str = "kd.layer_map"
+) -> list[int]:
     """Teacher layer per student layer. ``last``/``first`` of each group, also for uneven groups.
 
     With ``L_t = r * L_s`` this is the reference's uniform map; otherwise the groups are the
     ceil-rounded shares (6 teacher layers over 4 students: last layers 1, 2, 4, 5). A student
-    deeper than its teacher shares teacher layers between neighbouring student layers.
+    deeper than its teacher shares teacher layers between neighbouring student layers. An
+    explicit list that does not fit is a :class:`ConfigError` naming ``field``.
     """
     if isinstance(layer_map, list):
         if len(layer_map) != num_student:
-            raise ValueError(
-                f"kd.layer_map lists {len(layer_map)} teacher layers for {num_student} student layers"
+            raise ConfigError(
+                f"{field} lists {len(layer_map)} teacher layers for {num_student} student layers"
             )
         bad = [t for t in layer_map if not 0 <= t < num_teacher]
         if bad:
-            raise ValueError(f"kd.layer_map names teacher layers {bad} outside 0..{num_teacher - 1}")
+            raise ConfigError(
+                f"{field} names teacher layers {bad} outside 0..{num_teacher - 1} "
+                f"(the teacher has {num_teacher} layers)"
+            )
         return list(layer_map)
     if layer_map == "last":
         return [math.ceil((s + 1) * num_teacher / num_student) - 1 for s in range(num_student)]
     return [math.floor(s * num_teacher / num_student) for s in range(num_student)]
+
+
+def layer_maps(config: RunConfig) -> dict[str, str | list[int]]:
+    """Every layer map a run will use, by its config field."""
+    maps: dict[str, str | list[int]] = {
+        "supernet.kd.layer_map": config.supernet.kd.layer_map,
+        "retrain.kd.layer_map": config.retrain.kd.layer_map,
+    }
+    if config.task_names or config.multitask.enabled:
+        maps["tasks.layer_map"] = config.tasks.layer_map
+    return maps
+
+
+def check_layer_maps(config: RunConfig, num_teacher_layers: int) -> None:
+    """Each explicit layer map against the teacher's depth and the student's, as soon as the
+    teacher's depth is known (from its config before the run, else right after it loads), so a
+    map that does not fit stops the run before any training."""
+    num_student = config.search_space().num_layers
+    for field, layer_map in layer_maps(config).items():
+        teacher_layers_for(num_student, num_teacher_layers, layer_map, field)
 
 
 def attention_widths(space: SearchSpace) -> list[int]:
@@ -47,7 +73,7 @@ def attention_widths(space: SearchSpace) -> list[int]:
 
 
 def build_kd_loss(
-    kd: KDConfig, space: SearchSpace, teacher_width: int, num_teacher_layers: int
+    kd: KDConfig, space: SearchSpace, teacher_width: int, num_teacher_layers: int, section: str = "kd"
 ) -> DistillationLoss:
     """The hidden-state terms, plus (causal family) soft cross-entropy on the next-token logits.
 
@@ -56,7 +82,9 @@ def build_kd_loss(
     keeps its gradients comparable to the LM loss's whatever the temperature.
     """
     loss = kd.hidden_loss
-    teacher_layers = teacher_layers_for(space.num_layers, num_teacher_layers, kd.layer_map)
+    teacher_layers = teacher_layers_for(
+        space.num_layers, num_teacher_layers, kd.layer_map, f"{section}.layer_map"
+    )
     terms: list[dict[str, Any]] = []
     for features, weight, projection in (
         ("embeddings", kd.embedding_weight, "hidden"),
@@ -70,7 +98,7 @@ def build_kd_loss(
         params = {"temperature": kd.temperature, "t_squared": True}
         terms.append({"loss": "soft_ce", "features": "logits", "weight": logits_weight, "params": params})
     if not terms:
-        raise ValueError("kd: every distillation weight is 0, so there is nothing to distil")
+        raise ConfigError(f"{section}: every distillation weight is 0, so there is nothing to distil")
     return DistillationLoss(
         {
             "terms": terms,

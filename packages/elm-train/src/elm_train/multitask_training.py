@@ -42,6 +42,7 @@ from elm_train import batches
 from elm_train import distributed as dist
 from elm_train.checkpoint import write_json_atomic
 from elm_train.config import DeepSpeedConfig, OptimConfig, TaskStageConfig
+from elm_train.errors import ElmTrainError
 from elm_train.kd import student_features
 from elm_train.loop import TrainLoop
 from elm_train.metrics import MetricsSink, NullMetrics
@@ -64,7 +65,10 @@ def heldout_split(num_rows: int, fraction: float, seed: int, task: str) -> tuple
     """(training rows, held-out rows) of a task's ``num_rows`` training examples: a seeded shuffle,
     ``round(fraction * num_rows)`` rows held out (at least 1, and at least 1 left to train on)."""
     if num_rows < 2:
-        raise ValueError(f"task {task!r} has {num_rows} training example(s); a held-out split needs 2")
+        raise ElmTrainError(
+            f"multitask: task {task!r} has {num_rows} training example(s); holding out rows for the "
+            "search (multitask.heldout_fraction) needs at least 2"
+        )
     order = list(range(num_rows))
     random.Random(f"{seed}:multitask-heldout:{task}").shuffle(order)
     held = heldout_count(num_rows, fraction)
@@ -170,7 +174,7 @@ class MultitaskTraining(TrainLoop):
         checkpoint_every: int = 50,
     ) -> None:
         if not tasks:
-            raise ValueError("multitask training needs at least one task")
+            raise ElmTrainError("multitask training needs at least one task (multitask.tasks is empty)")
         self.model = model
         self.tasks = {t.name: t for t in tasks}
         self.space = model.supernet.space
@@ -282,7 +286,10 @@ def load_multitask(
     gives the structure (it is not changed)."""
     saved = json.loads((directory / TASKS_FILE).read_text())
     if set(saved) != set(specs):
-        raise ValueError(f"{directory}: trained on tasks {sorted(saved)}, asked for {sorted(specs)}")
+        raise ElmTrainError(
+            f"{directory}: the multitask supernet there was trained on tasks {sorted(saved)}, but the "
+            f"config asks for {sorted(specs)}; use the run's own config, or another --run-dir"
+        )
     model = build_multitask_kd(trained, specs, settings, seed)
     model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     return model.eval()

@@ -23,7 +23,7 @@ from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBas
 import elm_space
 from elm_distill import DistillationLoss, Features
 from elm_space import Architecture, BlockKind, Family, SearchSpace
-from elm_train.config import DeepSpeedConfig, KDConfig, RetrainStageConfig
+from elm_train.config import ConfigError, DeepSpeedConfig, KDConfig, RetrainStageConfig
 from elm_train.kd import build_kd_loss, student_features
 from elm_train.loop import TrainLoop
 from elm_train.metrics import MetricsSink, NullMetrics
@@ -82,7 +82,10 @@ def baseline_architecture(space: SearchSpace, budget: int) -> Architecture:
         for layer in space.layers
     ]
     if not all(bert):
-        raise ValueError(f"space {space.name!r} has a layer without BERT blocks; no all-BERT baseline exists")
+        raise ConfigError(
+            f"baseline.enabled: space {space.name!r} has a layer without BERT blocks, so no all-BERT "
+            "baseline exists; set baseline.enabled: false"
+        )
     offered = set().union(*({width for width, _, _ in layer} for layer in bert))
     paths = []
     for width in sorted(offered):
@@ -118,10 +121,10 @@ def build_student(
     """
     space = supernet.supernet.space
     head = "causal_lm" if space.backbone.family is Family.CAUSAL else "masked_lm"
-    objective = build_kd_loss(kd, space, teacher_width, teacher_layers)
+    objective = build_kd_loss(kd, space, teacher_width, teacher_layers, "retrain.kd")
     if init == "multitask":
         if multitask is None:
-            raise ValueError("init='multitask' needs the multitask-fine-tuned supernet (multitask=)")
+            raise ConfigError("retrain.init: 'multitask' needs the multitask stage (multitask.enabled)")
         backbone = {
             k: v for k, v in multitask.state_dict().items() if k.startswith(("embeddings.", "layers."))
         }

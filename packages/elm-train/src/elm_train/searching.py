@@ -61,7 +61,7 @@ def search_constraints(
         out.append(elm_search.FlopBudget(max_flops=settings.flops_budget, seq_len=seq_len))
     if settings.latency_budget_ms:
         if latency_table is None:
-            raise ValueError("search.latency_budget_ms needs a measured latency table")
+            raise ConfigError("search.latency_budget_ms needs a measured latency table (latency_table=)")
         predictor = elm_search.LatencyPredictor(table=latency_table)
         out.append(elm_search.LatencyBudget(max_ms=settings.latency_budget_ms, predictor=predictor))
     return out

@@ -100,7 +100,7 @@ def build_supernet_kd(
     """A freshly initialised supernet (seeded) with its distillation objective."""
     torch.manual_seed(seed)
     supernet = ElmSupernet(space, model)
-    objective = build_kd_loss(kd, space, teacher_width, teacher_layers)
+    objective = build_kd_loss(kd, space, teacher_width, teacher_layers, "supernet.kd")
     return SupernetKD(supernet, objective, lm_weight)
 
 

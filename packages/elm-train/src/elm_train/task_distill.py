@@ -163,7 +163,9 @@ def task_kd_loss(
     if not terms:
         return None
     hidden, attention = student_widths(student)
-    layers = teacher_layers_for(int(student.config.num_hidden_layers), teacher_layers, settings.layer_map)
+    layers = teacher_layers_for(
+        int(student.config.num_hidden_layers), teacher_layers, settings.layer_map, "tasks.layer_map"
+    )
     projections = {"hidden": {"student_widths": [hidden], "teacher_width": teacher_width}}
     if any(term["features"] == "attention" for term in terms):
         projections["attention"] = {"student_widths": attention, "teacher_width": teacher_width}

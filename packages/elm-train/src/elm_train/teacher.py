@@ -46,6 +46,27 @@ def resolve(name_or_path: str) -> str:
     return name_or_path
 
 
+DEPTH_FIELDS = ("num_hidden_layers", "n_layer", "num_layers")
+"""Where configs keep their depth: BERT's name, GPT-2's own, and T5-style ones."""
+
+
+def depth_on_disk(name_or_path: str) -> int | None:
+    """The teacher's layer count read from its ``config.json`` without loading it, when it is
+    on this machine (a built-in or local teacher, or a hub id's local copy); None otherwise."""
+    import json
+
+    where = Path(resolve(name_or_path))
+    config = where / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        fields = json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise TeacherError(f"teacher.name_or_path: {config} is not a readable JSON config: {err}") from err
+    depth = next((fields[k] for k in DEPTH_FIELDS if isinstance(fields, dict) and k in fields), None)
+    return depth if isinstance(depth, int) else None
+
+
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     where = resolve(name_or_path)
     try:
@@ -87,7 +108,7 @@ def teacher_width(model: PreTrainedModel) -> int:
 
 
 def teacher_layers(model: PreTrainedModel) -> int:
-    return _config_int(model, "num_hidden_layers", "n_layer", "num_layers")
+    return _config_int(model, *DEPTH_FIELDS)
 
 
 def describe(model: PreTrainedModel) -> dict[str, int | str]:

@@ -98,6 +98,7 @@ def read_tsv(path: Path) -> list[list[str]]:
         return list(csv.reader(f, delimiter="\t"))
 
 
+@pytest.mark.precision("bf16")  # as the paper presets train
 @pytest.mark.parametrize("name", PAPER)
 def test_paper_preset_end_to_end(name: str, paper_hub: PaperHub, tmp_path: Path) -> None:
     paper = preset(name)

@@ -13,7 +13,7 @@ from transformers import (
     AutoModelForSequenceClassification,
 )
 
-from elm_train.models.configuration_elm import ElmConfig
+from elm_train.models.configuration_elm import ElmConfig, ElmModelError
 from elm_train.models.export import bert_config, bert_export_problem, export_bert, to_bert
 from elm_train.models.modeling_elm import (
     ElmForCausalLM,
@@ -46,6 +46,7 @@ __all__ = [
     "ElmForMaskedLM",
     "ElmForSequenceClassification",
     "ElmModel",
+    "ElmModelError",
     "ElmModelOutput",
     "ElmOutputWithLogits",
     "ElmPreTrainedModel",

@@ -24,6 +24,13 @@ ELM_AUTO_MAP = {
 _KINDS = ("bert", "mobile")
 
 
+class ElmModelError(ValueError):
+    """An ELM model config or call that cannot work (a damaged config.json, a wrong argument).
+
+    Defined here, not in elm_train.errors, because this file travels alone with exported
+    weights; elm-train reports it as bad input like its own errors."""
+
+
 def _architecture_dict(architecture: Any) -> dict[str, Any] | None:
     """Accept an elm-space ``Architecture`` (anything with ``model_dump``) or its JSON dict."""
     if architecture is None:
@@ -31,7 +38,7 @@ def _architecture_dict(architecture: Any) -> dict[str, Any] | None:
     if hasattr(architecture, "model_dump"):
         architecture = architecture.model_dump(mode="json")
     if not isinstance(architecture, dict):
-        raise ValueError(
+        raise ElmModelError(
             f"ElmConfig.architecture must be a dict or an Architecture, got {type(architecture).__name__}"
         )
     return architecture
@@ -41,42 +48,42 @@ def _check_architecture(arch: dict[str, Any]) -> None:
     """The checks a model build relies on, with errors that name the field (elm-space does the rest)."""
     backbone, layers = arch.get("backbone"), arch.get("layers")
     if not isinstance(backbone, dict) or not isinstance(layers, list | tuple) or not layers:
-        raise ValueError("ElmConfig.architecture needs a 'backbone' dict and a non-empty 'layers' list")
+        raise ElmModelError("ElmConfig.architecture needs a 'backbone' dict and a non-empty 'layers' list")
     for key in ("hidden_size", "vocab_size", "max_positions"):
         if not isinstance(backbone.get(key), int) or backbone[key] <= 0:
-            raise ValueError(
+            raise ElmModelError(
                 f"ElmConfig.architecture.backbone.{key} must be a positive int, got {backbone.get(key)!r}"
             )
     embedding = backbone.get("embedding") or {"kind": "plain"}
     if embedding.get("kind") not in ("plain", "factorized"):
-        raise ValueError(
+        raise ElmModelError(
             f"ElmConfig.architecture.backbone.embedding.kind={embedding.get('kind')!r} is not plain|factorized"
         )
     if embedding.get("kind") == "factorized" and not embedding.get("size"):
-        raise ValueError(
+        raise ElmModelError(
             "ElmConfig.architecture.backbone.embedding.size is required for a factorized embedding"
         )
     if backbone.get("family", "masked") not in ("masked", "causal"):
-        raise ValueError(
+        raise ElmModelError(
             f"ElmConfig.architecture.backbone.family={backbone.get('family')!r} is not masked|causal"
         )
     hidden = backbone["hidden_size"]
     for i, layer in enumerate(layers):
         kind = layer.get("kind")
         if kind not in _KINDS:
-            raise ValueError(f"ElmConfig.architecture.layers[{i}].kind={kind!r} is not one of {_KINDS}")
+            raise ElmModelError(f"ElmConfig.architecture.layers[{i}].kind={kind!r} is not one of {_KINDS}")
         width = hidden if kind == "bert" else layer.get("inner_size")
         if not isinstance(width, int) or width <= 0:
-            raise ValueError(
+            raise ElmModelError(
                 f"ElmConfig.architecture.layers[{i}].inner_size must be a positive int for a mobile block"
             )
         heads, ffn = layer.get("heads"), layer.get("ffn_width")
         if not isinstance(ffn, int) or ffn <= 0:
-            raise ValueError(
+            raise ElmModelError(
                 f"ElmConfig.architecture.layers[{i}].ffn_width must be a positive int, got {ffn!r}"
             )
         if not isinstance(heads, int) or heads <= 0 or width % heads:
-            raise ValueError(
+            raise ElmModelError(
                 f"ElmConfig.architecture.layers[{i}].heads={heads!r} does not divide its attention width {width}"
             )
 
@@ -116,9 +123,9 @@ class ElmConfig(PretrainedConfig):
             ("classifier_dropout", 0.0 if classifier_dropout is None else classifier_dropout),
         ):
             if not 0.0 <= float(value) < 1.0:
-                raise ValueError(f"ElmConfig.{name}={value} must be in [0, 1)")
+                raise ElmModelError(f"ElmConfig.{name}={value} must be in [0, 1)")
         if layer_norm_eps <= 0 or initializer_range <= 0:
-            raise ValueError(
+            raise ElmModelError(
                 f"ElmConfig.layer_norm_eps={layer_norm_eps} and initializer_range={initializer_range} must be > 0"
             )
         self.hidden_act = hidden_act
@@ -136,7 +143,9 @@ class ElmConfig(PretrainedConfig):
     def require_architecture(self) -> dict[str, Any]:
         """The architecture dict; a clear error for a config built without one."""
         if self.architecture is None:
-            raise ValueError("this ElmConfig has no architecture; build it with ElmConfig(architecture=...)")
+            raise ElmModelError(
+                "this ElmConfig has no architecture; build it with ElmConfig(architecture=...)"
+            )
         return self.architecture
 
     # Sizes read None on an architecture-less config: transformers builds and inspects default

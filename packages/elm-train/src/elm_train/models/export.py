@@ -22,6 +22,7 @@ from transformers import (
     PreTrainedModel,
 )
 
+from elm_train.errors import ElmTrainError
 from elm_train.models.configuration_elm import ElmConfig
 from elm_train.models.modeling_elm import (
     ElmForCausalLM,
@@ -67,7 +68,7 @@ def bert_config(config: ElmConfig) -> BertConfig:
     """The BertConfig holding the same model as ``config`` (see bert_export_problem)."""
     problem = bert_export_problem(config)
     if problem is not None:
-        raise ValueError(f"cannot export as plain BERT: {problem}")
+        raise ElmTrainError(f"cannot export as plain BERT: {problem}")
     first = config.layers[0]
     return BertConfig(
         vocab_size=config.vocab_size,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 
 import elm_space
 from elm_space import Architecture, BlockKind
+from elm_train.errors import ElmTrainError
 from elm_train.fsio import write_text_atomic
 
 CARD_NAME = "README.md"
@@ -281,6 +282,6 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     """The YAML header of a card written by :func:`write_model_card`."""
     text = Path(path).read_text(encoding="utf-8")
     if not text.startswith("---\n"):
-        raise ValueError(f"{path} has no metadata header")
+        raise ElmTrainError(f"{path} has no metadata header (a model card starts with a '---' YAML block)")
     header, _, _ = text[4:].partition("\n---\n")
     return yaml.safe_load(header)

@@ -27,7 +27,7 @@ from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
-from .configuration_elm import ElmConfig
+from .configuration_elm import ElmConfig, ElmModelError
 
 
 class NoNorm(nn.Module):
@@ -73,11 +73,11 @@ class ElmEmbeddings(nn.Module):
         inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+            raise ElmModelError("pass exactly one of input_ids and inputs_embeds")
         x = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
         length = x.shape[1]
         if length > self.max_positions:
-            raise ValueError(f"sequence length {length} is above max_positions={self.max_positions}")
+            raise ElmModelError(f"sequence length {length} is above max_positions={self.max_positions}")
         if self.embedding_transformation is not None:
             before = F.pad(x, (0, 0, 1, 0))[:, :length]
             if self.causal:
@@ -90,7 +90,9 @@ class ElmEmbeddings(nn.Module):
                 token_type_ids = torch.zeros(x.shape[:2], dtype=torch.long, device=x.device)
             x = x + self.token_type_embeddings(token_type_ids)
         elif token_type_ids is not None and bool(token_type_ids.any()):
-            raise ValueError("token_type_ids has non-zero segments but this model has no segment embeddings")
+            raise ElmModelError(
+                "token_type_ids has non-zero segments but this model has no segment embeddings"
+            )
         if position_ids is None:
             position_ids = torch.arange(length, device=x.device).unsqueeze(0)
         x = x + self.position_embeddings(position_ids)
@@ -108,7 +110,7 @@ def attention_bias(
     allowed = None
     if attention_mask is not None:
         if attention_mask.dim() != 2:
-            raise ValueError(
+            raise ElmModelError(
                 f"attention_mask must be [batch, seq_len], got shape {tuple(attention_mask.shape)}"
             )
         if not bool(attention_mask.all()):
@@ -178,7 +180,7 @@ class ElmFeedForward(nn.Module):
     def forward(self, x: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (output, pre-activation); the pre-activation feeds the PCA of the dynamic dimension."""
         if not 0 < width <= self.capacity:
-            raise ValueError(f"ffn_width={width} is outside 1..{self.capacity} (the allocated capacity)")
+            raise ElmModelError(f"ffn_width={width} is outside 1..{self.capacity} (the allocated capacity)")
         pre = F.linear(x, self.dense1.weight[:width], self.dense1.bias[:width])
         return F.linear(self.act(pre), self.dense2.weight[:, :width], self.dense2.bias), pre
 
@@ -268,9 +270,9 @@ def make_block(config: ElmConfig, kind: str, inner_size: int | None, ffn_capacit
         return ElmBertBlock(config, ffn_capacity)
     if kind == "mobile":
         if inner_size is None:
-            raise ValueError("a mobile block needs inner_size")
+            raise ElmModelError("a mobile block needs inner_size")
         return ElmMobileBlock(config, inner_size, ffn_capacity)
-    raise ValueError(f"unknown block kind {kind!r} (expected 'bert' or 'mobile')")
+    raise ElmModelError(f"unknown block kind {kind!r} (expected 'bert' or 'mobile')")
 
 
 class ElmLMHead(nn.Module):
@@ -443,7 +445,7 @@ def classification_loss(
         return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
     if problem_type == "multi_label_classification":
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-    raise ValueError(f"unknown problem_type {problem_type!r}")
+    raise ElmModelError(f"unknown problem_type {problem_type!r}")
 
 
 def init_elm_weights(module: nn.Module, std: float) -> None:
@@ -608,7 +610,7 @@ class ElmForMaskedLM(_ElmWithHead):
     def __init__(self, config: ElmConfig) -> None:
         super().__init__(config)
         if config.require_architecture() and config.is_causal:
-            raise ValueError(
+            raise ElmModelError(
                 "ElmForMaskedLM needs a masked-family architecture; this one is causal (ElmForCausalLM)"
             )
         self.elm = ElmModel(config)
@@ -631,7 +633,7 @@ class ElmForCausalLM(_ElmWithHead):
     def __init__(self, config: ElmConfig) -> None:
         super().__init__(config)
         if config.require_architecture() and not config.is_causal:
-            raise ValueError(
+            raise ElmModelError(
                 "ElmForCausalLM needs a causal-family architecture; this one is masked (ElmForMaskedLM)"
             )
         self.elm = ElmModel(config)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from elm_space import Architecture, SearchSpace, SpaceError
+from elm_train.errors import ElmTrainError
 from elm_train.models.modeling_elm import (
     ElmEmbeddings,
     ElmForCausalLM,
@@ -115,7 +116,9 @@ class ElmSupernet(nn.Module):
         tasks = dict(tasks or {})
         for name, labels in tasks.items():
             if not name.isidentifier() or labels < 1:
-                raise ValueError(f"tasks[{name!r}]={labels}: names must be identifiers and label counts >= 1")
+                raise ElmTrainError(
+                    f"tasks[{name!r}]={labels}: names must be identifiers and label counts >= 1"
+                )
         self.task_labels = tasks
         self.pooler = ElmPooler(template) if tasks else None
         dropout = self.settings.classifier_dropout
@@ -169,20 +172,20 @@ class ElmSupernet(nn.Module):
     def _head_kind(self, head: HeadName) -> HeadName:
         family = self.space.backbone.family.value
         if (head == "masked_lm" and family != "masked") or (head == "causal_lm" and family != "causal"):
-            raise ValueError(f"head={head!r} does not fit the space's {family} family")
+            raise ElmTrainError(f"head={head!r} does not fit the space's {family} family")
         if head not in ("none", "masked_lm", "causal_lm", "classification"):
-            raise ValueError(f"head={head!r} is not one of none, masked_lm, causal_lm, classification")
+            raise ElmTrainError(f"head={head!r} is not one of none, masked_lm, causal_lm, classification")
         return head
 
     def _task(self, task: str | None) -> str:
         if not self.task_labels:
-            raise ValueError("this supernet has no classifiers; build it with tasks={name: num_labels}")
+            raise ElmTrainError("this supernet has no classifiers; build it with tasks={name: num_labels}")
         if task is None:
             if len(self.task_labels) != 1:
-                raise ValueError(f"pass task= one of {sorted(self.task_labels)}")
+                raise ElmTrainError(f"pass task= one of {sorted(self.task_labels)}")
             return next(iter(self.task_labels))
         if task not in self.task_labels:
-            raise ValueError(f"unknown task {task!r}; the supernet has {sorted(self.task_labels)}")
+            raise ElmTrainError(f"unknown task {task!r}; the supernet has {sorted(self.task_labels)}")
         return task
 
     def forward(

@@ -25,7 +25,7 @@ from elm_train import distributed as dist
 from elm_train import teacher as teacher_lib
 from elm_train.checkpoint import write_json_atomic
 from elm_train.config import ConfigError, RunConfig, diff_configs
-from elm_train.kd import TeacherFeatures
+from elm_train.kd import TeacherFeatures, check_layer_maps
 from elm_train.metrics import MetricsLog
 from elm_train.multitask_training import WEIGHTS_FILE as MULTITASK_WEIGHTS
 from elm_train.multitask_training import MultitaskKD, load_multitask
@@ -162,6 +162,7 @@ class Run:
                 f"({self.tokenizer_name}) has {len(self.tokenizer)}; logits distillation needs the same "
                 "vocabulary: use tokenizer.source 'teacher'"
             )
+        check_layer_maps(self.config, teacher_lib.teacher_layers(model))
         return model
 
     @cached_property

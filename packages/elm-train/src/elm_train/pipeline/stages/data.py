@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from elm_train import data, teacher, tokenizer
+from elm_train import distributed as dist
 from elm_train.fsio import atomic_directory
 
 if TYPE_CHECKING:
@@ -30,6 +31,24 @@ def _save_tokenizer(run: Run) -> None:
         built.save_pretrained(tmp)
 
 
+def check_global_batch(run: Run) -> None:
+    """Enough training blocks for one optimizer step of the stages that train on them (the
+    stand-in teacher, the supernet, retraining), named right after the blocks exist rather than
+    when the supernet stage builds its loop."""
+    cfg = run.config
+    ds = cfg.deepspeed
+    processes = dist.world_size()
+    global_batch = ds.micro_batch_size * ds.gradient_accumulation_steps * processes
+    blocks = len(run.blocks["train"])
+    if blocks < global_batch:
+        raise data.DataError(
+            f"data: the corpus gives {blocks} training blocks of {cfg.data.block_size} tokens, fewer than "
+            f"one global batch of {global_batch} (deepspeed.micro_batch_size {ds.micro_batch_size} x "
+            f"deepspeed.gradient_accumulation_steps {ds.gradient_accumulation_steps} x {processes} "
+            "processes); lower those, raise data.max_train_blocks, or give more text"
+        )
+
+
 def execute(run: Run) -> dict[str, Any]:
     if not (run.layout.tokenizer / "tokenizer_config.json").is_file():
         _save_tokenizer(run)
@@ -38,6 +57,7 @@ def execute(run: Run) -> dict[str, Any]:
         data.build_blocks(
             cfg.data, run.tokenizer, not run.causal, run.layout.blocks, cfg.hub_mirrors, cfg.seed
         )
+    check_global_batch(run)
     return {
         "splits": data.summary(run.blocks),
         "tokenizer": run.tokenizer_name,
