@@ -26,6 +26,7 @@ from elm_train import distributed as dist
 from elm_train.config import DeepSpeedConfig, OptimConfig
 from elm_train.engine import build_engine, full_precision_weights
 from elm_train.errors import ElmTrainError
+from elm_train.global_batch import split_batch
 from elm_train.metrics import MetricsLog
 
 CRASH_ENV = "ELM_TRAIN_CRASH_AFTER_STEP"
@@ -86,17 +87,17 @@ class TrainLoop:
     ) -> None:
         self.data = data
         self.pad_id = pad_id
-        self.ds = ds
+        dist.init_distributed()  # the process count splits the global batch
+        self.ds = split_batch(ds, dist.world_size())  # this process's micro-batch and accumulation
         self.seed = seed
         self.out_dir = out_dir
         self.metrics = metrics
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints
         self.last_checkpoint: str | None = None
-        global_batch = ds.micro_batch_size * ds.gradient_accumulation_steps * dist.world_size()
-        self.per_epoch = self.steps_in_epoch(global_batch, optim.max_steps_per_epoch)
+        self.per_epoch = self.steps_in_epoch(self.ds.global_batch, optim.max_steps_per_epoch)
         self.total_steps = self.per_epoch * optim.epochs
-        self.engine, self.optimizer, self.scheduler = build_engine(module, ds, optim, self.total_steps)
+        self.engine, self.optimizer, self.scheduler = build_engine(module, self.ds, optim, self.total_steps)
         self.history: list[tuple[int, float]] = []
 
     # --- what a stage defines -------------------------------------------------------------
