@@ -207,9 +207,10 @@ class TrainLoop:
         for step in bar:
             batches.seed_torch(self.seed, self.stage, step, dist.rank())
             self.begin_step(step)
-            loss_sum, logs = 0.0, {}
+            loss_sum, logs, rows = 0.0, {}, 0
             for micro in range(accumulation):
                 batch = self.micro_batch(step, micro)
+                rows += len(batch["input_ids"])
                 batch = {k: v.to(self.engine.device) for k, v in batch.items()}  # no copy on CPU
                 loss, logs = self.micro_loss(batch, step)
                 value = self.check_finite(loss, logs, step, micro)
@@ -219,9 +220,10 @@ class TrainLoop:
                 self.engine.step()
                 loss_sum += value / accumulation
             numbers = {k: v for k, v in logs.items() if isinstance(v, float)}
-            averaged = dist.mean_over_ranks({**numbers, "loss": loss_sum})  # what all ranks trained on
-            loss_sum = averaged.pop("loss")
-            logs = {**logs, **averaged}
+            averaged = dist.mean_over_ranks({**numbers, "loss": loss_sum, "examples": float(rows)})
+            loss_sum = averaged.pop("loss")  # what all ranks trained on
+            examples = round(averaged.pop("examples") * dist.world_size())  # the global batch
+            logs = {**logs, **averaged, "examples": examples}
             self.history.append((step, loss_sum))
             lr = self.scheduler.get_last_lr()[0] if self.scheduler is not None else None
             self.metrics.log(self.stage, step=step, loss=loss_sum, lr=lr, **logs)
