@@ -181,9 +181,17 @@ def test_the_demos_never_reach_their_budget(name, rounds):
 # (space, pairs grown, mean after growth, {kind: {width: candidates}}) after 9 rounds (GROWTH.md, section 1)
 START_OPTIONS = {
     "elm-small": (115, 15_698_849, {"bert": {132: 29, 396: 14, 528: 29}, "mobile": {132: 72}}),
-    "elm-small-staircase": (0, 16_979_304, {k: {132 * (j + 1): 12 for j in range(6)} for k in ("bert", "mobile")}),
+    "elm-small-staircase": (
+        0,
+        16_979_304,
+        {k: {132 * (j + 1): 12 for j in range(6)} for k in ("bert", "mobile")},
+    ),
     "elm-tiny": (53, 9_988_375, {"bert": {132: 15, 396: 10, 528: 11}, "mobile": {132: 36}}),
-    "elm-tiny-staircase": (0, 10_680_924, {k: {132 * (j + 1): 6 for j in range(6)} for k in ("bert", "mobile")}),
+    "elm-tiny-staircase": (
+        0,
+        10_680_924,
+        {k: {132 * (j + 1): 6 for j in range(6)} for k in ("bert", "mobile")},
+    ),
 }
 
 
@@ -201,7 +209,9 @@ def test_starting_width_options(name, staircase):
         grown += len(done)
     assert grown == pairs and mean_params(space) == mean
     found = {
-        kind.value: dict(sorted(Counter(c.ffn_width for layer in space.layers for c in layer if c.kind is kind).items()))
+        kind.value: dict(
+            sorted(Counter(c.ffn_width for layer in space.layers for c in layer if c.kind is kind).items())
+        )
         for kind in BlockKind
     }
     assert found == widths
