@@ -41,7 +41,10 @@ def test_two_processes_take_the_steps_of_one(paper_hub: PaperHub, tmp_path: Path
     paper = preset("elm-small")
     changes = cut("elm-small", paper_hub, layers=paper.search_space().num_layers)
     # a corpus of more than four global batches (the session's stand-in holds fewer than two)
-    changes["hub_mirrors"][WIKIPEDIA] = str(write_wikipedia(tmp_path / "wikipedia", documents=600))
+    # (a directory name of its own: datasets caches a local copy under its name, and the session's
+    # stand-in, read by the other paper tests, is called wikipedia)
+    bigger = write_wikipedia(tmp_path / "wikipedia-600-documents", documents=600)
+    changes["hub_mirrors"][WIKIPEDIA] = str(bigger)
     changes["data"]["max_train_blocks"] = BLOCKS
     changes["supernet"] = {"optim": {"epochs": 1, "max_steps_per_epoch": None}, "checkpoint_every": 1000}
     changes["deepspeed"] = {"precision": "fp32"}
