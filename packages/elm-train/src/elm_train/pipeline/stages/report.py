@@ -151,7 +151,7 @@ def markdown(run: Run, stages: dict[str, Any], comparison: str, files: dict[str,
         lines += ["## Heads (CKA)", "", f"`{s['before']}` -> `{s['after']}`", ""]
     if "retrain" in stages:
         lines += [
-            "## Retrained students",
+            "## Retrained students" if cfg.retrain.enabled else "## Students (not retrained)",
             "",
             f"Route: {cfg.retrain.route()}.",
             "",
