@@ -271,7 +271,9 @@ def test_batch_size_splits_into_micro_batches():
     assert (one.micro_batch_size, one.gradient_accumulation_steps) == (32, 1)
     small = task_deepspeed(DeepSpeedConfig(micro_batch_size=5), 32, 2)  # 16 per process, micro <= 5
     assert (small.micro_batch_size, small.gradient_accumulation_steps) == (4, 4)
-    with pytest.raises(ConfigError, match=r"tasks.batch_size=32 examples a step do not split evenly over 3 processes"):
+    with pytest.raises(
+        ConfigError, match=r"tasks.batch_size=32 examples a step do not split evenly over 3 processes"
+    ):
         task_deepspeed(ds, 32, 3)
 
 
