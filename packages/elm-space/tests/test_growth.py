@@ -1,4 +1,5 @@
 import random
+from collections import Counter
 
 import pytest
 
@@ -175,3 +176,42 @@ def test_the_demos_never_reach_their_budget(name, rounds):
         space, grown = grow_ranked(space, costliest, 4)
         assert len(grown) == 4
     assert mean_params(space) <= preset(name).param_budget - 40_000
+
+
+# (space, pairs grown, mean after growth, {kind: {width: candidates}}) after 9 rounds (GROWTH.md, section 1)
+START_OPTIONS = {
+    "elm-small": (115, 15_698_849, {"bert": {132: 29, 396: 14, 528: 29}, "mobile": {132: 72}}),
+    "elm-small-staircase": (
+        0,
+        16_979_304,
+        {k: {132 * (j + 1): 12 for j in range(6)} for k in ("bert", "mobile")},
+    ),
+    "elm-tiny": (53, 9_988_375, {"bert": {132: 15, 396: 10, 528: 11}, "mobile": {132: 36}}),
+    "elm-tiny-staircase": (
+        0,
+        10_680_924,
+        {k: {132 * (j + 1): 6 for j in range(6)} for k in ("bert", "mobile")},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(START_OPTIONS))
+def test_starting_width_options(name, staircase):
+    """The searched widths after growth with each starting-width option (the table in GROWTH.md)."""
+    pairs, mean, widths = START_OPTIONS[name]
+    space = preset(name)
+    if name.endswith("-staircase"):  # the reference's widths, as the test helper reaches them by growth
+        assert space == staircase(preset(name.removesuffix("-staircase"))).model_copy(update={"name": name})
+    per_epoch = space.num_layers * 3 * len(space.layers[0]) // 10
+    grown = 0
+    for epoch in range(9):
+        space, done = grow_ranked(space, pca_ranking(space, epoch), per_epoch)
+        grown += len(done)
+    assert grown == pairs and mean_params(space) == mean
+    found = {
+        kind.value: dict(
+            sorted(Counter(c.ffn_width for layer in space.layers for c in layer if c.kind is kind).items())
+        )
+        for kind in BlockKind
+    }
+    assert found == widths

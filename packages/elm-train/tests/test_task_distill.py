@@ -265,12 +265,15 @@ def test_the_paper_preset_fine_tunes_as_the_reference():
 
 def test_batch_size_splits_into_micro_batches():
     ds = DeepSpeedConfig(micro_batch_size=64, gradient_accumulation_steps=4)
-    assert task_deepspeed(ds, None, 1) is ds
+    same = task_deepspeed(ds, None, 2)  # the deepspeed section's global batch: 256, as on one process
+    assert (same.micro_batch_size, same.gradient_accumulation_steps, same.global_batch) == (64, 2, 256)
     one = task_deepspeed(ds, 32, 1)
     assert (one.micro_batch_size, one.gradient_accumulation_steps) == (32, 1)
     small = task_deepspeed(DeepSpeedConfig(micro_batch_size=5), 32, 2)  # 16 per process, micro <= 5
     assert (small.micro_batch_size, small.gradient_accumulation_steps) == (4, 4)
-    with pytest.raises(ConfigError, match="does not split evenly over 3 processes"):
+    with pytest.raises(
+        ConfigError, match=r"tasks.batch_size=32 examples a step do not split evenly over 3 processes"
+    ):
         task_deepspeed(ds, 32, 3)
 
 

@@ -5,6 +5,8 @@ for elm-micro), all growable by one increment at a time to the same maximum. elm
 reference's initial widths of 1..3 increments. elm-small and elm-tiny start every candidate at one
 increment: with the reference's 1..6 their mean sampled size is above the growth budget from the
 start, so the dynamic dimension could never run (GROWTH.md beside this package's README).
+``elm-small-staircase`` and ``elm-tiny-staircase`` are the same spaces with the reference's own
+starting widths (1..6 increments), for comparisons with the paper: growth never runs in them.
 """
 
 from __future__ import annotations
@@ -106,6 +108,31 @@ def elm_tiny(**backbone: Any) -> SearchSpace:
     )
 
 
+def elm_small_staircase(**backbone: Any) -> SearchSpace:
+    """elm-small with the reference's starting widths: candidate j of a kind at (j + 1) x 132, so
+    132..792 from the start. Its mean sampled size (16,979,304) is above the 15.7M budget, so
+    growth never runs, as in the reference taken literally (GROWTH.md)."""
+    return _space(
+        "elm-small-staircase",
+        _bert_vocab_backbone(528, **backbone),
+        12,
+        _candidates(6, 132, 792, (12,), 132),
+        15_700_000,
+    )
+
+
+def elm_tiny_staircase(**backbone: Any) -> SearchSpace:
+    """elm-tiny with the reference's starting widths (132..792); its mean (10,680,924) is above the
+    10M budget, so growth never runs (GROWTH.md)."""
+    return _space(
+        "elm-tiny-staircase",
+        _bert_vocab_backbone(528, **backbone),
+        6,
+        _candidates(6, 132, 792, (12,), 132),
+        10_000_000,
+    )
+
+
 def elm_micro(**backbone: Any) -> SearchSpace:
     """6 layers x 192, 3 widths per kind growing by 48 to 384 (the reference's 5M configuration)."""
     return _space(
@@ -155,6 +182,8 @@ PRESETS: dict[str, Callable[..., SearchSpace]] = {
     "elm-small": elm_small,
     "elm-tiny": elm_tiny,
     "elm-micro": elm_micro,
+    "elm-small-staircase": elm_small_staircase,
+    "elm-tiny-staircase": elm_tiny_staircase,
     "demo": demo,
     "demo-clm": demo_clm,
     "tiny": tiny,

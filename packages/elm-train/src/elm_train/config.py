@@ -203,8 +203,37 @@ class DeepSpeedConfig(_Section):
     stages 1-3 flatten gradients, so momentum keeps moving weights that were not sampled."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     micro_batch_size: PositiveInt = 16
+    """The most examples one process holds at once (a micro-batch); a process takes its share of
+    the global batch in micro-batches of at most this size, accumulated."""
     gradient_accumulation_steps: PositiveInt = 1
+    """Only where ``global_batch_size`` is unset: the global batch is then ``micro_batch_size x
+    gradient_accumulation_steps``, what one process takes, on any process count."""
+    global_batch_size: PositiveInt | None = None
+    """Examples per optimizer step over all processes, for every training stage whose section sets
+    no ``batch_size`` of its own (supernet, retraining, the stand-in teacher; multi-task and task
+    fine-tuning fall back to it). The same on 1, 2, 4 or 8 processes: the accumulation is derived
+    from it, the micro-batch and the process count (:mod:`elm_train.global_batch`); a global batch
+    that does not split over the processes is refused when the run starts. ``None``:
+    ``micro_batch_size x gradient_accumulation_steps``."""
     gradient_clipping: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_global_batch(self) -> Self:
+        if self.global_batch_size is not None and self.gradient_accumulation_steps != 1:
+            raise ValueError(
+                f"deepspeed.gradient_accumulation_steps={self.gradient_accumulation_steps} and "
+                f"deepspeed.global_batch_size={self.global_batch_size} are both given; with a global "
+                "batch the accumulation is derived from it, micro_batch_size and the process count: "
+                "drop gradient_accumulation_steps, or set global_batch_size to null"
+            )
+        return self
+
+    @property
+    def global_batch(self) -> int:
+        """Examples per optimizer step over all processes."""
+        if self.global_batch_size is not None:
+            return self.global_batch_size
+        return self.micro_batch_size * self.gradient_accumulation_steps
 
 
 class OptimConfig(_Section):
@@ -343,7 +372,8 @@ class MultitaskStageConfig(_Section):
     """elm-eval task names; ``None``: the run's tasks (``tasks.tasks``)."""
     optim: OptimConfig = OptimConfig(lr=4e-4, epochs=10)
     batch_size: PositiveInt | None = None
-    """Examples per optimizer step over all processes; ``None`` keeps the deepspeed section's."""
+    """Examples per optimizer step over all processes (the reference: 256); ``None``: the deepspeed
+    section's global batch."""
     heldout_fraction: float = Field(default=0.1, gt=0, lt=1)
     """The share of each task's training examples kept out of training for the search's ``task``
     fitness."""
@@ -372,6 +402,11 @@ class SearchStageConfig(_Section):
     parameters, on ``wpca_batches`` held-out batches); ``params``, its parameter count."""
     wpca_batches: PositiveInt = 3
     """Held-out batches the W-PCA proxy reads (the reference used 3)."""
+    fitness_tasks: list[str] | None = None
+    """The tasks whose held-out scores the ``task`` fitness averages (each must be a multitask
+    task); ``None``: all of them. The reference searches on MNLI alone (its
+    ``validate2(is_search=True)``): the small tasks' held-out sets (249 to 855 rows on GLUE) are
+    the noisiest part of a mean. Read only when ``fitness`` is ``task``."""
     task_examples: PositiveInt | None = None
     """Held-out examples per task that the ``task`` fitness scores (a seeded sample of the multitask
     stage's held-out rows); ``None``: all of them, as the reference does. On GLUE 10% of MNLI's
@@ -406,14 +441,52 @@ class HeadsStageConfig(_Section):
 
 
 class RetrainStageConfig(_Section):
+    """Task-agnostic retraining of the students (METHOD.md section 4, step 5a), or none.
+
+    The reference's routes: distil hidden states on unmasked text from the multitask supernet
+    (``init: multitask, lm_loss: false``, the paper presets) or from scratch (``init: scratch``),
+    or fine-tune the tasks straight from the multitask supernet's extracted path without this
+    step (``enabled: false, init: multitask``, its active script)."""
+
+    enabled: bool = True
+    """False: no retraining; each student is extracted (``init``) and exported as it is, and the
+    tasks stage fine-tunes it from there. ``init`` must then be a trained supernet."""
     init: Literal["supernet", "multitask", "scratch"] = "supernet"
     """``multitask``: the student's backbone from the multitask-fine-tuned supernet (its LM head from
     the supernet stage's); needs ``multitask.enabled``."""
     optim: OptimConfig = OptimConfig(lr=2e-4, epochs=1)
     kd: KDConfig = KDConfig()
+    lm_loss: bool = True
+    """Add the language-modelling loss, weighted by ``lm_weight`` (for the masked family 15% of the
+    inputs of student and teacher are masked for it). False: the reference's pure hidden-state
+    distillation on unmasked inputs, no LM loss computed; the masked family's LM head then stays
+    the supernet's (untrained), so the evaluate stage measures no masked-LM perplexity."""
     lm_weight: float = Field(default=1.0, ge=0)
     """Weight of the language-modelling loss next to distillation (masked tokens for the masked
-    family, next tokens for the causal one); it trains the LM head the LM evaluation needs."""
+    family, next tokens for the causal one); it trains the LM head the LM evaluation needs. Read
+    only with ``lm_loss``."""
+
+    @model_validator(mode="after")
+    def _students_trained(self) -> Self:
+        if not self.enabled and self.init == "scratch":
+            raise ValueError(
+                "retrain.enabled is false and retrain.init is 'scratch': the students would reach the "
+                "tasks untrained; extract them from a trained supernet (init 'multitask' or 'supernet')"
+            )
+        return self
+
+    def route(self) -> str:
+        """The retraining route in words, as the report and the model cards state it."""
+        source = {"supernet": "the supernet", "multitask": "the multitask supernet", "scratch": "scratch"}
+        if not self.enabled:
+            return f"not retrained: extracted from {source[self.init]} and fine-tuned on the tasks from there"
+        loss = (
+            f"{self.kd.hidden_loss} hidden-state distillation plus the language-modelling loss "
+            f"(weight {self.lm_weight:g})"
+            if self.lm_loss
+            else f"{self.kd.hidden_loss} hidden-state distillation alone, on unmasked inputs"
+        )
+        return f"retrained from {source[self.init]} by {loss}"
 
 
 HiddenFeature = Literal["embeddings", "attention", "layers"]
@@ -450,8 +523,8 @@ class TaskStageConfig(_Section):
     optim: OptimConfig = OptimConfig(lr=1e-4, epochs=2, weight_decay=0.01)
     batch_size: PositiveInt | None = None
     """Examples per optimizer step over all processes, for the teacher and the students; split into
-    micro-batches of at most ``deepspeed.micro_batch_size`` per process. ``None``: deepspeed's
-    micro_batch_size x gradient_accumulation_steps x processes."""
+    micro-batches of at most ``deepspeed.micro_batch_size`` per process. ``None``: the deepspeed
+    section's global batch (``deepspeed.global_batch_size``)."""
     eval_every: PositiveInt | None = None
     """Score a student on the validation split every this many optimizer steps and after the last,
     keeping its best model (the reference: 50, QQP 250); ``None``: at the end of every epoch. The
@@ -725,6 +798,16 @@ class RunConfig(_Section):
         wrong = [name for name, used in needs.items() if used]
         if wrong and not self.multitask.enabled:
             raise ValueError(f"{', '.join(wrong)} need(s) the multitask stage: set multitask.enabled")
+        if self.search.fitness == "task" and self.search.fitness_tasks is not None:
+            if not self.search.fitness_tasks:
+                raise ValueError("search.fitness_tasks is empty: name a task, or null for all of them")
+            known = {_task_key(t): t for t in self.multitask_task_names}
+            for task in self.search.fitness_tasks:
+                if _task_key(task) not in known:
+                    raise ValueError(
+                        f"search.fitness_tasks: {task!r} is not a multitask task; the task fitness "
+                        f"scores only those: {', '.join(self.multitask_task_names)}"
+                    )
         if self.multitask.enabled:
             if self.causal:
                 raise ValueError("multitask.enabled: multi-task fine-tuning is for the masked family")
@@ -752,6 +835,25 @@ class RunConfig(_Section):
                     "no all-BERT baseline exists; set baseline.enabled: false"
                 )
         return self
+
+    @property
+    def measures_perplexity(self) -> bool:
+        """Whether the evaluate stage scores the students' LM perplexity: ``eval.lm``, and a loss
+        trained their LM head (the causal family's next-token loss; for the masked family only
+        retraining's masked-LM loss: its supernet is distilled on hidden states alone)."""
+        retrain = self.retrain
+        trained = self.causal or (retrain.enabled and retrain.lm_loss and retrain.lm_weight > 0)
+        return self.eval.lm and trained
+
+    @property
+    def fitness_task_names(self) -> list[str]:
+        """The multitask tasks (as ``multitask_task_names`` spells them) that the ``task`` fitness
+        averages."""
+        chosen = self.search.fitness_tasks
+        if chosen is None:
+            return self.multitask_task_names
+        wanted = {_task_key(t) for t in chosen}
+        return [t for t in self.multitask_task_names if _task_key(t) in wanted]
 
     @property
     def multitask_task_names(self) -> list[str]:

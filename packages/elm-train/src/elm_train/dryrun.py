@@ -11,8 +11,10 @@ import torch
 
 import elm_space
 from elm_space import Family
+from elm_train import distributed as dist
 from elm_train.config import RunConfig
 from elm_train.engine import build_engine
+from elm_train.global_batch import split_batch
 from elm_train.models import ElmSupernet
 
 
@@ -21,9 +23,11 @@ def dry_run(config: RunConfig, steps: int = 2) -> dict[str, Any]:
     head = "causal_lm" if space.backbone.family is Family.CAUSAL else "masked_lm"
     torch.manual_seed(config.seed)
     supernet = ElmSupernet(space)
-    engine, _, _ = build_engine(supernet, config.deepspeed, config.supernet.optim, total_steps=steps)
+    dist.init_distributed()
+    ds = split_batch(config.deepspeed, dist.world_size())  # the micro-batch one process holds
+    engine, _, _ = build_engine(supernet, ds, config.supernet.optim, total_steps=steps)
     batch, length = (
-        config.deepspeed.micro_batch_size,
+        ds.micro_batch_size,
         min(config.data.block_size, space.backbone.max_positions),
     )
     times = []

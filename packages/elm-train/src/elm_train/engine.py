@@ -17,7 +17,11 @@ from elm_train.precision import check_precision
 
 
 def deepspeed_config(ds: DeepSpeedConfig) -> dict[str, Any]:
+    """DeepSpeed's config for ``ds`` as one process of the run takes it (split by
+    :func:`elm_train.global_batch.split_batch`): DeepSpeed checks that its ``train_batch_size`` is
+    the micro-batch x accumulation x processes."""
     return {
+        "train_batch_size": ds.global_batch,
         "train_micro_batch_size_per_gpu": ds.micro_batch_size,
         "gradient_accumulation_steps": ds.gradient_accumulation_steps,
         "gradient_clipping": ds.gradient_clipping,

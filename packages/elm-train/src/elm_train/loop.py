@@ -26,6 +26,7 @@ from elm_train import distributed as dist
 from elm_train.config import DeepSpeedConfig, OptimConfig
 from elm_train.engine import build_engine, full_precision_weights
 from elm_train.errors import ElmTrainError
+from elm_train.global_batch import split_batch
 from elm_train.metrics import MetricsLog
 
 CRASH_ENV = "ELM_TRAIN_CRASH_AFTER_STEP"
@@ -86,17 +87,17 @@ class TrainLoop:
     ) -> None:
         self.data = data
         self.pad_id = pad_id
-        self.ds = ds
+        dist.init_distributed()  # the process count splits the global batch
+        self.ds = split_batch(ds, dist.world_size())  # this process's micro-batch and accumulation
         self.seed = seed
         self.out_dir = out_dir
         self.metrics = metrics
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints
         self.last_checkpoint: str | None = None
-        global_batch = ds.micro_batch_size * ds.gradient_accumulation_steps * dist.world_size()
-        self.per_epoch = self.steps_in_epoch(global_batch, optim.max_steps_per_epoch)
+        self.per_epoch = self.steps_in_epoch(self.ds.global_batch, optim.max_steps_per_epoch)
         self.total_steps = self.per_epoch * optim.epochs
-        self.engine, self.optimizer, self.scheduler = build_engine(module, ds, optim, self.total_steps)
+        self.engine, self.optimizer, self.scheduler = build_engine(module, self.ds, optim, self.total_steps)
         self.history: list[tuple[int, float]] = []
 
     # --- what a stage defines -------------------------------------------------------------
@@ -206,9 +207,10 @@ class TrainLoop:
         for step in bar:
             batches.seed_torch(self.seed, self.stage, step, dist.rank())
             self.begin_step(step)
-            loss_sum, logs = 0.0, {}
+            loss_sum, logs, rows = 0.0, {}, 0
             for micro in range(accumulation):
                 batch = self.micro_batch(step, micro)
+                rows += len(batch["input_ids"])
                 batch = {k: v.to(self.engine.device) for k, v in batch.items()}  # no copy on CPU
                 loss, logs = self.micro_loss(batch, step)
                 value = self.check_finite(loss, logs, step, micro)
@@ -218,9 +220,10 @@ class TrainLoop:
                 self.engine.step()
                 loss_sum += value / accumulation
             numbers = {k: v for k, v in logs.items() if isinstance(v, float)}
-            averaged = dist.mean_over_ranks({**numbers, "loss": loss_sum})  # what all ranks trained on
-            loss_sum = averaged.pop("loss")
-            logs = {**logs, **averaged}
+            averaged = dist.mean_over_ranks({**numbers, "loss": loss_sum, "examples": float(rows)})
+            loss_sum = averaged.pop("loss")  # what all ranks trained on
+            examples = round(averaged.pop("examples") * dist.world_size())  # the global batch
+            logs = {**logs, **averaged, "examples": examples}
             self.history.append((step, loss_sum))
             lr = self.scheduler.get_last_lr()[0] if self.scheduler is not None else None
             self.metrics.log(self.stage, step=step, loss=loss_sum, lr=lr, **logs)

@@ -179,9 +179,7 @@ class MultitaskTraining(TrainLoop):
         self.tasks = {t.name: t for t in tasks}
         self.space = model.supernet.space
         self.teachers = {t.name: TaskTeacher(t.teacher, tap=True) for t in tasks}
-        self.global_batch = (
-            deepspeed.micro_batch_size * deepspeed.gradient_accumulation_steps * dist.world_size()
-        )
+        self.global_batch = deepspeed.global_batch  # examples a step over all processes
         self.arch: Architecture | None = None
         self.task: str | None = None
         super().__init__(

@@ -2,9 +2,9 @@
 hand-designed baseline it is compared with.
 
 A student is extracted from the supernet with its weights (or built from scratch) and trained
-with hidden-state distillation plus a language-modelling loss (masked tokens for the masked
-family, next tokens for the causal one), which trains the LM head the perplexity evaluation
-reads. The baseline is all BERT blocks of one width and one head count, the widest such path of
+with hidden-state distillation plus, unless ``lm_loss`` is off (the reference's pure hidden-state
+distillation on unmasked text), a language-modelling loss (masked tokens for the masked family,
+next tokens for the causal one), which trains the LM head the perplexity evaluation reads. The baseline is all BERT blocks of one width and one head count, the widest such path of
 the space that fits in the found model's parameter count, so a comparison isolates the searched
 architecture.
 """
@@ -43,14 +43,22 @@ class StudentKD(nn.Module):
         self.lm_weight = lm_weight
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor, teacher: Any
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None,
+        teacher: Any,
     ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Distillation, plus the LM loss on ``labels``; ``labels=None``: distillation alone."""
         out = self.student(
             input_ids=input_ids, attention_mask=attention_mask, labels=labels, output_hidden_states=True
         )
         kd = self.objective(student_features(out), teacher, attention_mask)
-        logs = {**kd.as_floats(), "lm": float(out.loss.detach())}
+        logs = kd.as_floats()
         logs.pop("total")
+        if labels is None:
+            return kd.total, logs
+        logs["lm"] = float(out.loss.detach())
         return kd.total + self.lm_weight * out.loss, logs
 
 
@@ -142,7 +150,8 @@ def build_student(
 
 
 class Retraining(TrainLoop):
-    """Distillation plus LM loss for one static student; ``train()`` runs it.
+    """Distillation (plus the LM loss unless ``settings.lm_loss`` is off) for one static student;
+    ``train()`` runs it.
 
     ``teacher`` maps (input ids, attention mask) to the teacher's features: a
     :class:`~elm_train.TeacherFeatures`, or any callable that returns the same (a cache, say).
@@ -166,9 +175,10 @@ class Retraining(TrainLoop):
     ) -> None:
         self.stage = f"retrain.{name}"
         self.teacher = teacher
+        self.lm_loss = settings.lm_loss  # False: pure hidden-state KD on unmasked inputs
         self.collator = (
             None
-            if student.config.is_causal
+            if student.config.is_causal or not self.lm_loss
             else DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
         )
         self.model = StudentKD(student, objective, settings.lm_weight)
@@ -185,7 +195,10 @@ class Retraining(TrainLoop):
 
     def micro_loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         input_ids, mask = batch["input_ids"], batch["attention_mask"]
-        if self.collator is None:
+        labels: torch.Tensor | None
+        if not self.lm_loss:
+            labels = None
+        elif self.collator is None:
             labels = input_ids.masked_fill(mask == 0, -100)
         else:
             masked = self.collator.torch_call([{"input_ids": row} for row in input_ids.tolist()])

@@ -26,9 +26,10 @@ from elm_eval import TaskData, TaskSpec, TaskSplit
 from elm_space import Architecture
 from elm_train import batches
 from elm_train import distributed as dist
-from elm_train.config import ConfigError, DeepSpeedConfig, OptimConfig, TaskStageConfig
+from elm_train.config import DeepSpeedConfig, OptimConfig, TaskStageConfig
 from elm_train.engine import mixed_precision_masters
 from elm_train.fsio import atomic_directory
+from elm_train.global_batch import split_batch
 from elm_train.kd import student_features, teacher_layers_for
 from elm_train.loop import TrainLoop
 from elm_train.metrics import MetricsSink, NullMetrics
@@ -69,20 +70,13 @@ def encode_split(tokenizer: PreTrainedTokenizerBase, part: TaskSplit, max_length
     return datasets.Dataset.from_dict(columns)
 
 
-def task_deepspeed(ds: DeepSpeedConfig, batch_size: int | None, world_size: int) -> DeepSpeedConfig:
-    """``ds`` with ``batch_size`` examples per optimizer step over ``world_size`` processes: each
-    process's share in micro-batches of at most ``ds.micro_batch_size`` (the largest that divides
-    it), accumulated. ``None`` keeps ``ds``."""
-    if batch_size is None:
-        return ds
-    if batch_size % world_size:
-        raise ConfigError(
-            f"tasks.batch_size={batch_size} does not split evenly over {world_size} processes; "
-            "choose a multiple of the process count"
-        )
-    share = batch_size // world_size
-    micro = max(d for d in range(1, min(share, ds.micro_batch_size) + 1) if share % d == 0)
-    return ds.model_copy(update={"micro_batch_size": micro, "gradient_accumulation_steps": share // micro})
+def task_deepspeed(
+    ds: DeepSpeedConfig, batch_size: int | None, world_size: int, field: str = "tasks.batch_size"
+) -> DeepSpeedConfig:
+    """``ds`` with ``batch_size`` examples per optimizer step over ``world_size`` processes (``None``:
+    the deepspeed section's global batch), split as every stage splits its global batch
+    (:func:`elm_train.global_batch.split_batch`)."""
+    return split_batch(ds, world_size, batch_size, field)
 
 
 # --- features -----------------------------------------------------------------------------------

@@ -52,8 +52,9 @@ GLUE_FILE_TASKS = {
     "AX": "mnli",
     "QNLI": "qnli",
     "RTE": "rte",
+    "WNLI": "wnli",
 }
-"""The files the paper's eight tasks predict (WNLI is not among them), and the task behind each."""
+"""The files the paper's nine tasks predict, and the task behind each."""
 TEST_SPLIT = {
     "MNLI-m": ("mnli", "test_matched"),
     "MNLI-mm": ("mnli", "test_mismatched"),
@@ -93,6 +94,10 @@ def cut(name: str, hub: PaperHub, layers: int) -> dict[str, Any]:
     }
 
 
+def _metrics(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def read_tsv(path: Path) -> list[list[str]]:
     with path.open(newline="") as f:
         return list(csv.reader(f, delimiter="\t"))
@@ -104,11 +109,14 @@ def test_paper_preset_end_to_end(name: str, paper_hub: PaperHub, tmp_path: Path)
     paper = preset(name)
     full_space = paper.search_space()
     changes = cut(name, paper_hub, layers=full_space.num_layers)
+    if name == "elm-micro":  # the reference's active script: the tasks straight from the multitask supernet
+        changes["retrain"]["enabled"] = False
     config = RunConfig.model_validate(merge_configs(paper.model_dump(mode="json"), changes))
     # the hub route, by id: nothing but the mirrors points at the stand-ins
     assert [(s.kind, s.hub_id) for s in config.data.sources] == [("hub", WIKIPEDIA), ("hub", BOOKCORPUS)]
     assert config.teacher.name_or_path == TEACHER
-    assert config.task_names == ["mnli", "qqp", "qnli", "sst2", "cola", "stsb", "mrpc", "rte"]
+    assert config.task_names == ["mnli", "qqp", "qnli", "sst2", "cola", "stsb", "mrpc", "rte", "wnli"]
+    assert config.multitask_task_names == config.task_names[:8] and config.fitness_task_names == ["mnli"]
     space = config.search_space()
     assert isinstance(config.space, SearchSpace)
     assert [len(layer) for layer in space.layers] == [len(full_space.layers[0])] * 2
@@ -141,12 +149,25 @@ def test_paper_preset_end_to_end(name: str, paper_hub: PaperHub, tmp_path: Path)
     supernet = run.done_info("supernet")
     assert supernet["steps"] == 2 and planned["supernet"].steps == "2"
     assert supernet["grown_pairs"] > 0  # the dynamic dimension ran at the end of the first epoch
-    assert planned["retrain"].steps == "2 x 1"
     assert planned["search"].steps == "<= 8 paths" and run.done_info("search")["evaluations"] <= 8
+    # the search scores paths on MNLI's held-out rows alone (4 of its 40 training rows)
+    assert run.done_info("search")["task_examples"] == {"mnli": 4}
+    assert planned["search"].notes[0].startswith("each path scored on 4 held-out rows of mnli")
+
+    # retraining: from the multitask supernet by hidden-state KD alone, on unmasked blocks; or none
+    retrained = run.done_info("retrain")
+    assert {s["init"] for n, s in retrained.items() if n in ("found", "baseline")} == {"multitask"}
+    retrain_steps = [r for r in _metrics(layout.metrics) if r.get("stage", "").startswith("retrain.")]
+    if config.retrain.enabled:
+        assert planned["retrain"].steps == "2 x 1" and retrained["found"]["steps"] == 1
+        assert retrain_steps and not any("lm" in r for r in retrain_steps)  # no masked-LM loss computed
+    else:
+        assert planned["retrain"].steps == "-" and retrained["found"]["steps"] == 0 and not retrain_steps
+    assert run.done_info("evaluate")["perplexity"].startswith("not measured")  # no LM head was trained
 
     # tasks: the teacher and both students on each of the eight GLUE tasks, from the hub layout
     tasks = run.done_info("tasks")
-    assert sorted(tasks) == sorted(config.task_names)
+    assert sorted(tasks) == sorted([*config.task_names, "mnli-mm"])
     students = list(run.students())
     assert students == ["found", "baseline"]
     for task, scores in tasks.items():
@@ -154,8 +175,12 @@ def test_paper_preset_end_to_end(name: str, paper_hub: PaperHub, tmp_path: Path)
         for who in scores:
             result = elm_eval.load_result(layout.results / f"task-{task}-{who}.json")
             assert result.num_train_examples == glue_rows("train")
-            split = "validation_matched" if task == "mnli" else "validation"
-            assert result.num_validation_examples == glue_rows(split)
+            split = {"mnli": "validation_matched", "mnli-mm": "validation_mismatched"}.get(task, "validation")
+            assert result.num_validation_examples == glue_rows(split), (task, who)
+            if task == "mnli-mm":  # the model chosen on the matched set, scored on the mismatched one
+                matched = elm_eval.load_result(layout.results / f"task-mnli-{who}.json")
+                assert result.settings["best_step"] == matched.settings["best_step"]
+                assert result.settings["validation_split"] == "validation_mismatched"
     # every model is compared at one precision: the bf16 runs export fp32 weights, as the teacher's
     for student in students:
         exported = json.loads((run.students()[student]["model_dir"] / "config.json").read_text())
@@ -166,7 +191,7 @@ def test_paper_preset_end_to_end(name: str, paper_hub: PaperHub, tmp_path: Path)
     stsb = elm_eval.load_result(layout.results / "task-stsb-found.json")
     assert stsb.metric == "pearson_spearman" and "mse to gold" in str(stsb.settings["kd"])
 
-    # GLUE submission files: every file of the eight tasks, whole test splits, the server's labels
+    # GLUE submission files: every file of the nine tasks, whole test splits, the server's labels
     for student in students:
         folder = layout.glue_submission_dir(student)
         assert sorted(p.stem for p in folder.glob("*.tsv")) == sorted(GLUE_FILE_TASKS)
@@ -189,7 +214,7 @@ def test_paper_preset_end_to_end(name: str, paper_hub: PaperHub, tmp_path: Path)
 
     # the plan made before the run: its step counts are the run's, its disk the right size
     task_steps = sum(
-        len(json.loads(layout.task_loss_curve(task, who).read_text()))
+        len(json.loads(layout.task_loss_curve(task, who).read_text()))  # mnli-mm trains nothing
         for task in config.task_names
         for who in ("teacher", *students)
     )
@@ -208,5 +233,6 @@ def test_paper_preset_end_to_end(name: str, paper_hub: PaperHub, tmp_path: Path)
     )
     assert "hub ids read from local copies, not from the hub" in markdown  # a stand-in run says so
     assert f"`{GLUE}` from `{paper_hub.glue}`" in markdown
-    for task in config.task_names:
+    for task in [*config.task_names, "mnli-mm"]:
         assert task in markdown, task
+    assert f"Route: {config.retrain.route()}." in markdown

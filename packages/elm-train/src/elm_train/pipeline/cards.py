@@ -56,8 +56,7 @@ def write_student_card(
         training_steps=training.get("steps"),
         training=(
             f"{name} student of an ELM search (run `{cfg.name}`), initialised from {training.get('init')}, "
-            f"retrained by distillation ({cfg.retrain.kd.hidden_loss} hidden-state loss) plus the "
-            f"language-modelling loss (weight {cfg.retrain.lm_weight})"
+            f"{cfg.retrain.route()}"
         ),
         scores=scores or [],
         latency_ms=latency_ms,

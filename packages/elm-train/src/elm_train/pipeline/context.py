@@ -25,6 +25,7 @@ from elm_train import distributed as dist
 from elm_train import teacher as teacher_lib
 from elm_train.checkpoint import write_json_atomic
 from elm_train.config import ConfigError, RunConfig, diff_configs
+from elm_train.global_batch import check_run
 from elm_train.kd import TeacherFeatures, check_layer_maps
 from elm_train.metrics import MetricsLog
 from elm_train.multitask_training import WEIGHTS_FILE as MULTITASK_WEIGHTS
@@ -64,6 +65,7 @@ class Run:
         """
         if dist.is_launched():
             dist.init_distributed()
+        check_run(config, dist.world_size())  # every global batch splits over the processes
         layout = RunLayout(Path(run_dir))
         if layout.config.is_file():
             old = _saved_config(layout.config)

@@ -25,6 +25,7 @@ from typing import Any
 import elm_eval
 import elm_space
 from elm_train.config import DataSource, RunConfig
+from elm_train.global_batch import check_run, split_batch
 from elm_train.multitask_training import heldout_count
 
 CHECKPOINT_BYTES_PER_PARAM = 16
@@ -123,8 +124,8 @@ class _Context:
 
     @property
     def global_batch(self) -> int:
-        ds = self.config.deepspeed
-        return ds.micro_batch_size * ds.gradient_accumulation_steps * self.processes
+        """Blocks per optimizer step over all processes: the same on any process count."""
+        return self.config.deepspeed.global_batch
 
     @property
     def block(self) -> int:
@@ -390,12 +391,37 @@ def _search(ctx: _Context, plan: StagePlan) -> None:
     if ctx.valid_blocks is not None:
         held = min(held, ctx.valid_blocks)
     plan.steps = f"<= {evaluations:,} paths"
-    plan.tokens = evaluations * held * ctx.block
     if cfg.fitness == "task":
-        cap = f" (at most {cfg.task_examples:,} a task)" if cfg.task_examples else ""
-        plan.notes.append(f"each path scored on the multitask stage's held-out task examples{cap}")
-    else:
-        plan.notes.append(f"each path scored on {held:,} held-out blocks")
+        _task_search(ctx, plan, evaluations)
+        return
+    plan.tokens = evaluations * held * ctx.block
+    plan.notes.append(f"each path scored on {held:,} held-out blocks")
+
+
+def _task_search(ctx: _Context, plan: StagePlan, evaluations: int) -> None:
+    """The ``task`` fitness scores every path on the fitness tasks' held-out rows (the multitask
+    stage's split, capped by ``search.task_examples``): those rows are the search's cost."""
+    cfg, mt = ctx.config.search, ctx.config.multitask
+    per_path, unknown, parts = 0, False, []
+    for name in ctx.config.fitness_task_names:
+        sizes = _capped_rows(ctx, name, parts)
+        if sizes is None:
+            unknown = True
+            continue
+        train, _, how = sizes
+        held = heldout_count(train, mt.heldout_fraction)
+        scored = min(held, cfg.task_examples) if cfg.task_examples else held
+        per_path += scored
+        parts.append(f"{name}: {scored:,} held-out rows a path ({how})")
+    more = " + unknown" if unknown else ""
+    plan.tokens = None if unknown else evaluations * per_path * ctx.config.tasks.max_seq_length
+    if unknown:
+        plan.tokens_text = f">= {_si(evaluations * per_path * ctx.config.tasks.max_seq_length)}"
+    plan.notes += [
+        f"each path scored on {per_path:,}{more} held-out rows of {', '.join(ctx.config.fitness_task_names)} "
+        f"on the multitask supernet; <= {evaluations * per_path:,}{more} rows in all",
+        *parts,
+    ]
 
 
 def _heads(ctx: _Context, plan: StagePlan) -> None:
@@ -409,11 +435,20 @@ def _students(config: RunConfig) -> int:
 def _retrain(ctx: _Context, plan: StagePlan) -> None:
     optim = ctx.config.retrain.optim
     students = _students(ctx.config)
+    if not ctx.config.retrain.enabled:  # the students are extracted and exported, not trained
+        plan.steps, plan.tokens, plan.tokens_text = "-", None, "-"
+        plan.disk = students * ctx.student_params * EXPORT_BYTES_PER_PARAM
+        plan.notes.append(
+            f"{students} students of about {ctx.student_params:,} parameters, {ctx.config.retrain.route()}"
+        )
+        return
     steps, text = ctx.steps(optim.epochs, optim.max_steps_per_epoch)
     plan.steps = f"{students} x {text}"
     _tokens(ctx, plan, steps, copies=students)
     plan.disk = students * _loop_disk(ctx.student_params)
-    plan.notes.append(f"{students} students of about {ctx.student_params:,} parameters")
+    plan.notes.append(
+        f"{students} students of about {ctx.student_params:,} parameters, {ctx.config.retrain.route()}"
+    )
 
 
 def _task_rows(ctx: _Context, name: str) -> tuple[int | None, int | None, str]:
@@ -519,7 +554,9 @@ def _multitask(ctx: _Context, plan: StagePlan) -> None:
 def _evaluate(ctx: _Context, plan: StagePlan) -> None:
     cfg = ctx.config.eval
     parts = []
-    if cfg.lm:
+    if cfg.lm and not ctx.config.measures_perplexity:
+        parts.append("no perplexity: no masked-LM loss trains the students' LM heads")
+    elif cfg.lm:
         docs = f"{cfg.lm_documents:,}" if cfg.lm_documents else "all"
         parts.append(f"perplexity on {docs} held-out documents")
     if cfg.latency:
@@ -594,6 +631,7 @@ def make_plan(config: RunConfig, run_dir: Path | None = None, processes: int | N
     from elm_train.pipeline.declarations import STAGES
 
     processes = processes or int(os.environ.get("WORLD_SIZE", "1"))
+    check_run(config, processes)  # a global batch that does not split is refused here already
     ctx = _context(config, run_dir, processes)
     stages = []
     for stage in STAGES:
@@ -605,10 +643,11 @@ def make_plan(config: RunConfig, run_dir: Path | None = None, processes: int | N
             plan.tokens, plan.disk = None, None
             plan.tokens_text = plan.disk_text = "no estimate"
         stages.append(plan)
+    split = split_batch(config.deepspeed, processes)
     notes = [
         f"{processes} process(es): {ctx.global_batch:,} blocks of {ctx.block} tokens an optimizer step "
-        f"({config.deepspeed.micro_batch_size} x {config.deepspeed.gradient_accumulation_steps} accumulated"
-        f" x {processes}); DeepSpeed ZeRO-{config.deepspeed.zero_stage}, {config.deepspeed.precision}",
+        f"({split.micro_batch_size} x {split.gradient_accumulation_steps} accumulated x {processes}); "
+        f"DeepSpeed ZeRO-{config.deepspeed.zero_stage}, {config.deepspeed.precision}",
     ]
     if ctx.teacher_params:
         notes.append(f"teacher of {ctx.teacher_params:,} parameters")

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from elm_train import data, teacher, tokenizer
-from elm_train import distributed as dist
 from elm_train.fsio import atomic_directory
 
 if TYPE_CHECKING:
@@ -37,15 +36,18 @@ def check_global_batch(run: Run) -> None:
     when the supernet stage builds its loop."""
     cfg = run.config
     ds = cfg.deepspeed
-    processes = dist.world_size()
-    global_batch = ds.micro_batch_size * ds.gradient_accumulation_steps * processes
     blocks = len(run.blocks["train"])
-    if blocks < global_batch:
+    if blocks < ds.global_batch:
+        where = (
+            f"deepspeed.global_batch_size {ds.global_batch_size}"
+            if ds.global_batch_size is not None
+            else f"deepspeed.micro_batch_size {ds.micro_batch_size} x deepspeed.gradient_accumulation_steps "
+            f"{ds.gradient_accumulation_steps}"
+        )
         raise data.DataError(
             f"data: the corpus gives {blocks} training blocks of {cfg.data.block_size} tokens, fewer than "
-            f"one global batch of {global_batch} (deepspeed.micro_batch_size {ds.micro_batch_size} x "
-            f"deepspeed.gradient_accumulation_steps {ds.gradient_accumulation_steps} x {processes} "
-            "processes); lower those, raise data.max_train_blocks, or give more text"
+            f"one global batch of {ds.global_batch} ({where}); lower it, raise data.max_train_blocks, "
+            "or give more text"
         )
 
 

@@ -33,7 +33,11 @@ def execute(run: Run) -> dict[str, Any]:
     cfg = run.config.eval
     models = {name: str(info["model_dir"]) for name, info in run.students().items()}
     info: dict[str, Any] = {}
-    if cfg.lm:
+    if cfg.lm and not run.config.measures_perplexity:  # nothing trained the students' LM heads
+        info["perplexity"] = (
+            f"not measured: no masked-LM loss trained the LM heads ({run.config.retrain.route()})"
+        )
+    elif cfg.lm:
         texts = heldout_texts(run.config.data, cfg.lm_documents, run.config.hub_mirrors)
         length = run.config.data.block_size
         # the causal teacher has an LM head, so it gets a perplexity too (MiniLM has none)

@@ -53,7 +53,7 @@ def execute(run: Run) -> dict[str, Any]:
         model,
         tasks,
         settings.optim,
-        task_deepspeed(cfg.deepspeed, settings.batch_size, dist.world_size()),
+        task_deepspeed(cfg.deepspeed, settings.batch_size, dist.world_size(), "multitask.batch_size"),
         seed=cfg.seed,
         out_dir=run.stage_dir("multitask"),
         pad_id=run.tokenizer.pad_token_id or 0,

@@ -151,7 +151,9 @@ def markdown(run: Run, stages: dict[str, Any], comparison: str, files: dict[str,
         lines += ["## Heads (CKA)", "", f"`{s['before']}` -> `{s['after']}`", ""]
     if "retrain" in stages:
         lines += [
-            "## Retrained students",
+            "## Retrained students" if cfg.retrain.enabled else "## Students (not retrained)",
+            "",
+            f"Route: {cfg.retrain.route()}.",
             "",
             "| student | architecture | parameters | final loss |",
             "|---|---|---|---|",
@@ -160,6 +162,8 @@ def markdown(run: Run, stages: dict[str, Any], comparison: str, files: dict[str,
             loss = s.get("final_loss")
             arch = s["architecture"].replace("|", "\\|")  # a table cell cannot hold a bare pipe
             shown = f"{loss:.4f}" if loss is not None else "(trained earlier)"
+            if s.get("steps") == 0:
+                shown = "not retrained"
             lines.append(f"| {name} | `{arch}` | {s['params']:,} | {shown} |")
         lines.append("")
         if stages["retrain"].get("baseline", {}).get("within_budget") is False:

@@ -1,5 +1,6 @@
 """Retrain: the found architecture and the hand-designed baseline, extracted from the supernet
-and trained by the same loop, budget and losses (:mod:`elm_train.retraining`).
+and trained by the same loop, budget and losses (:mod:`elm_train.retraining`); with
+``retrain.enabled`` off, extracted and exported untrained (the tasks fine-tune them from there).
 
 The students are recorded in ``retrain/students.json`` before training, so the later stages
 read which models exist instead of re-deriving them; each student's result is recorded after
@@ -49,6 +50,8 @@ def _retrain(run: Run, name: str, student_info: dict[str, Any]) -> dict[str, Any
         cfg.seed,
         multitask=run.multitask_model().supernet if init == "multitask" else None,
     )
+    if not cfg.retrain.enabled:  # the tasks fine-tune the extracted student as it is
+        return _export(run, name, student_info, student, {"steps": 0, "final_loss": None})
     trainer = Retraining(
         name,
         student,
@@ -64,16 +67,25 @@ def _retrain(run: Run, name: str, student_info: dict[str, Any]) -> dict[str, Any
         checkpoint_every=cfg.supernet.checkpoint_every,
     )
     history = trainer.train()
+    training = {"steps": trainer.total_steps, "final_loss": history[-1][1]}
+    return _export(run, name, student_info, trainer.model.student, training)
+
+
+def _export(
+    run: Run, name: str, student_info: dict[str, Any], student: Any, training: dict[str, Any]
+) -> dict[str, Any]:
+    """Save a student's model and card, then its ``result.json`` (which marks it done)."""
+    arch = student_info["architecture"]
     result = {
         "architecture": arch.to_string(),
         "params": elm_space.count_params(arch),
-        "init": init,
-        "steps": trainer.total_steps,
-        "final_loss": history[-1][1],
+        "init": student_info["init"],
+        "route": run.config.retrain.route(),
+        **training,
     }
     if dist.rank() == 0:
         with atomic_directory(student_info["model_dir"]) as tmp:
-            trainer.model.student.save_pretrained(tmp)
+            student.save_pretrained(tmp)
             run.tokenizer.save_pretrained(tmp)
             write_student_card(run, tmp, name, arch, result)
         write_json_atomic(run.layout.student_dir(name) / "result.json", result)

@@ -50,6 +50,7 @@ def execute(run: Run) -> dict[str, Any]:
         heldout = {
             name: (spec, sample_heldout(data, cfg.search.task_examples, cfg.seed, name))
             for name, (spec, data) in run.multitask_heldout().items()
+            if name in cfg.fitness_task_names  # search.fitness_tasks (the reference: MNLI alone)
         }
         fitness = TaskFitness(run.multitask_model().supernet, heldout, pad)
     else:

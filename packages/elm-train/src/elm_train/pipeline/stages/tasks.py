@@ -2,7 +2,8 @@
 with distillation from the fine-tuned teacher (:mod:`elm_train.task_distill`), each keeping its
 best validation checkpoint; one elm-eval TaskResult per model in the run's results, and for
 GLUE tasks each student's test-set predictions in the GLUE server's layout
-(:mod:`elm_train.glue_submission`)."""
+(:mod:`elm_train.glue_submission`); MNLI's models are scored on the mismatched validation set too
+(:mod:`elm_train.pipeline.mismatched`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from elm_train import distributed as dist
 from elm_train import glue_submission
 from elm_train.checkpoint import write_json_atomic
 from elm_train.config import TaskStageConfig
+from elm_train.pipeline.mismatched import score_mismatched
 from elm_train.pipeline.task_models import load_task, train_task_model
 from elm_train.task_distill import task_deepspeed
 
@@ -79,6 +81,9 @@ def run_task(run: Run, name: str) -> list[TaskResult]:
         if cfg.glue_submission and glue_submission.glue_task(spec) is not None:
             test_set = _submit(run, name, spec, data, student, test_set)
     if dist.rank() == 0:
+        models = {r.model: layout.task_model(name, r.model) for r in results}
+        pad_id = run.tokenizer.pad_token_id or 0
+        results += score_mismatched(spec, results, models, run.tokenizer, cfg.max_seq_length, pad_id)
         for result in results:
             elm_eval.write_result(result, layout.results)
     return results
@@ -132,4 +137,8 @@ def _submit(
 
 
 def execute(run: Run) -> dict[str, Any]:
-    return {name: {r.model: r.score for r in run_task(run, name)} for name in run.config.task_names}
+    scores: dict[str, dict[str, float]] = {}
+    for name in run.config.task_names:
+        for r in run_task(run, name):  # MNLI's results include its mismatched scores (mnli-mm)
+            scores.setdefault(r.task, {})[r.model] = r.score
+    return scores
