@@ -42,7 +42,7 @@ def steps_per_epoch(num_items: int, global_batch: int, cap: int | None) -> int:
     if steps == 0:
         raise ElmTrainError(
             f"only {num_items} training examples, fewer than one global batch of {global_batch} "
-            "(micro-batch x gradient accumulation x processes); lower the batch or give more data"
+            "(deepspeed.global_batch_size, or the stage's batch_size); lower the batch or give more data"
         )
     return min(steps, cap) if cap else steps
 
