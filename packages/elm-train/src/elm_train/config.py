@@ -590,6 +590,10 @@ class EvalStageConfig(_Section):
     latency_batch_size: PositiveInt = 1
     latency_seq_len: PositiveInt = 64
     latency_repeats: PositiveInt = 20
+    onnx: bool | None = None
+    """Export each student to ONNX fp32 and int8 (``evaluate/onnx/<student>``) and report eager
+    PyTorch, ONNX Runtime fp32 and int8 latency (batch 1 and ``deepspeed.micro_batch_size``) and
+    perplexity side by side. ``None``: when onnxruntime is installed (``elm-eval[onnx]``)."""
 
 
 class BaselineConfig(_Section):

@@ -93,6 +93,8 @@ class ModelCardInfo(_Card):
     latency_ms: PositiveFloat | None = None
     latency_setting: str | None = None
     """How latency was measured (batch, sequence length, device, threads)."""
+    deployment: list[str] = []
+    """Markdown lines on the deployment files (ONNX fp32 and int8) and their figures, if any."""
     license: str = "apache-2.0"
     model_id: str | None = None
     """Hub id or path used in the loading snippet; defaults to the directory's name."""
@@ -257,6 +259,8 @@ def render(info: ModelCardInfo, model_id: str) -> str:
     if info.latency_ms is not None:
         setting = f" ({info.latency_setting})" if info.latency_setting else ""
         lines += ["", f"Latency: {info.latency_ms:.2f} ms{setting}."]
+    if info.deployment:
+        lines += ["", "## Deployment (ONNX)", "", *info.deployment]
     lines += ["", "## How to load", "", "```python", load_snippet(info, model_id).rstrip("\n"), "```", ""]
     if info.model_format == "elm":
         lines += [

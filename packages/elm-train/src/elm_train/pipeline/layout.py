@@ -169,6 +169,10 @@ class RunLayout:
         """Every elm-eval result file of the run (tasks, perplexity, latency), read by the report."""
         return self.root / "results"
 
+    def onnx_dir(self, who: str) -> Path:
+        """A student's deployment files: ``model.onnx``, ``model.int8.onnx``, ``onnx_export.json``."""
+        return self.stage_dir("evaluate") / "onnx" / who
+
     # --- report ------------------------------------------------------------------------------
     @property
     def report_dir(self) -> Path:
