@@ -9,6 +9,7 @@ validated, so the losses and searchers they register can be named in it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -596,6 +597,35 @@ class EvalStageConfig(_Section):
     perplexity side by side. ``None``: when onnxruntime is installed (``elm-eval[onnx]``)."""
 
 
+class MonitorConfig(_Section):
+    """Live curves through DeepSpeed's own monitor (``deepspeed.monitor``): every training engine
+    writes its learning rate, and the pipeline writes its series (loss, each KD term, the sampled
+    path's size, growth, the search's fitness per generation, task dev scores) to the same
+    writers, under ``RUN/monitor/<writer>/<stage>``; rank 0 writes. ``tensorboard --logdir
+    RUN/monitor/tensorboard`` shows them live."""
+
+    tensorboard: bool = False
+    """TensorBoard event files (needs ``tensorboard``: ``pip install 'elm-train[monitor]'``)."""
+    csv: bool = False
+    """One CSV file per series (DeepSpeed's csv_monitor)."""
+    wandb: bool = False
+    """Weights & Biases, used only where ``wandb`` is installed and logged in (else a warning)."""
+    wandb_project: str = "elm-train"
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _tensorboard_installed(cls, value: bool) -> bool:
+        if value and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError(
+                "tensorboard is not installed; pip install 'elm-train[monitor]' (or tensorboard)"
+            )
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.tensorboard or self.csv or self.wandb
+
+
 class BaselineConfig(_Section):
     """The hand-designed comparison: all BERT blocks of one width, sized to the found model."""
 
@@ -635,6 +665,8 @@ class RunConfig(_Section):
     tasks: TaskStageConfig = TaskStageConfig()
     eval: EvalStageConfig = EvalStageConfig()
     baseline: BaselineConfig = BaselineConfig()
+    monitor: MonitorConfig = MonitorConfig()
+    """Live curves (TensorBoard, CSV, W&B) through DeepSpeed's monitor; off unless asked."""
     hub_mirrors: dict[str, Path] = {}
     """Local copies of hub repositories by hub id, e.g. ``{nyu-mll/glue: /data/hf/glue}``. Wherever
     the run would download that id (the corpus, the teacher and its tokenizer, a task's dataset, the

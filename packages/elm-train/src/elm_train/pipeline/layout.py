@@ -26,6 +26,11 @@ class RunLayout:
     def metrics(self) -> Path:
         return self.root / "metrics.jsonl"
 
+    @property
+    def monitor_dir(self) -> Path:
+        """Live curves: ``tensorboard/<stage>/`` event files, ``csv/<stage>/`` one CSV per series."""
+        return self.root / "monitor"
+
     def stage_dir(self, stage: str) -> Path:
         return self.root / stage
 
