@@ -190,5 +190,11 @@ def test_deployment_files_and_figures(finished):
         assert 1 < summary["perplexity"]["onnxruntime-int8"] < math.inf
         card = (run.dir / "retrain" / name / "model" / "README.md").read_text()
         assert "## Deployment (ONNX)" in card and "model.int8.onnx" in card
+        # the fine-tuned classifier: its fp32 score by the deployment route is the tasks stage's score
+        task = summary["tasks"]["tweet-sentiment"]
+        scored = elm_eval.load_result(run.dir / "results" / f"task-tweet-sentiment-{name}.json")
+        assert task["scores"]["pytorch-fp32"] == pytest.approx(scored.score, abs=1e-9)
+        assert 0 <= task["scores"]["onnxruntime-int8"] <= 1 and task["examples"] == 32
+        assert "ONNX Runtime int8" in card and "tweet-sentiment (32 examples)" in card
     report = (run.dir / "report" / "report.md").read_text()
     assert "## Deployment: found" in report and "ONNX Runtime int8" in report

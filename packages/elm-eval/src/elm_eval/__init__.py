@@ -6,7 +6,7 @@ the same code.
 """
 
 from elm_eval.errors import ElmEvalError
-from elm_eval.finetune import FinetuneConfig, evaluate_task, finetune
+from elm_eval.finetune import FinetuneConfig, evaluate_task, finetune, score_split
 from elm_eval.latency import (
     LatencyConfig,
     block_latency_table,
@@ -93,6 +93,7 @@ __all__ = [
     "peak_memory_bytes",
     "quantize_int8",
     "read_export",
+    "score_split",
     "with_hub_mirrors",
     "write_report",
     "write_result",

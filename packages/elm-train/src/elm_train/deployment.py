@@ -13,8 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from transformers import PreTrainedTokenizerBase
+
 import elm_eval
-from elm_eval import LatencyConfig, LMResult, OrtModel
+from elm_eval import LatencyConfig, LMResult, OrtModel, TaskSpec, TaskSplit
 from elm_train.errors import ElmTrainError
 
 RUNTIME_LABELS = {
@@ -73,6 +75,32 @@ def deploy(
     return summary, results
 
 
+def task_scores(
+    model_dir: str | Path,
+    out_dir: Path,
+    spec: TaskSpec,
+    split: TaskSplit,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+) -> dict[str, Any]:
+    """A fine-tuned classifier's validation score in PyTorch fp32 and as an int8 ONNX model (the
+    same predictions route for both); its ONNX files go to ``out_dir``."""
+    export = elm_eval.export_onnx(model_dir, out_dir, "sequence-classification")
+    torch_model = elm_eval.loading.load_model(model_dir, "sequence-classification")
+    scores = {
+        "pytorch-fp32": elm_eval.score_split(torch_model, tokenizer, spec, split, max_length)[0],
+        "onnxruntime-int8": elm_eval.score_split(
+            OrtModel(export, "int8"), tokenizer, spec, split, max_length
+        )[0],
+    }
+    return {
+        "metric": spec.metric,
+        "scores": scores,
+        "examples": len(split),
+        "max_abs_diff": export.max_abs_diff,
+    }
+
+
 def markdown_rows(summary: dict[str, Any], pytorch_perplexity: float | None = None) -> list[str]:
     """A table of the three runtimes: latency (median and spread) per batch size, weights, perplexity."""
     batches = sorted({int(b) for runtime in summary["latency"].values() for b in runtime}, key=int)
@@ -94,6 +122,21 @@ def markdown_rows(summary: dict[str, Any], pytorch_perplexity: float | None = No
         lines.append(
             f"| {RUNTIME_LABELS.get(runtime, runtime)} | {' | '.join(cells)} | {shown} | "
             f"{f'{ppl:.2f}' if ppl is not None else '-'} |"
+        )
+    return lines
+
+
+def task_rows(summary: dict[str, Any]) -> list[str]:
+    """Each task's validation score, PyTorch fp32 beside ONNX Runtime int8."""
+    tasks = summary.get("tasks", {})
+    if not tasks:
+        return []
+    lines = ["| task (validation) | metric | PyTorch fp32 | ONNX Runtime int8 |", "|---|---|---:|---:|"]
+    for task, item in tasks.items():
+        s = item["scores"]
+        lines.append(
+            f"| {task} ({item['examples']} examples) | {item['metric']} | {s['pytorch-fp32']:.4f} "
+            f"| {s['onnxruntime-int8']:.4f} |"
         )
     return lines
 

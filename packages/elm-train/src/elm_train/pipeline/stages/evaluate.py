@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import elm_eval
 from elm_eval import CausalLMConfig, LatencyConfig, MaskedLMConfig, MaskingConfig
 from elm_train.data import heldout_texts
-from elm_train.deployment import deploy, onnx_enabled
+from elm_train.deployment import deploy, onnx_enabled, task_scores
 from elm_train.errors import ElmTrainError
+from elm_train.pipeline.task_models import load_task
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run
@@ -67,6 +68,18 @@ def _deployment(run: Run, models: dict[str, str], texts: list[str] | None) -> di
         for result in results:
             elm_eval.write_result(result, run.layout.results)
         deployment[name] = summary
+    if run.is_done("tasks"):  # each fine-tuned student classifier, int8 beside fp32
+        for task in run.config.task_names:
+            spec, data, _, _ = load_task(run, task)
+            for name in models:
+                deployment[name].setdefault("tasks", {})[task] = task_scores(
+                    run.layout.task_model(task, name),
+                    run.layout.onnx_dir(name) / "tasks" / task,
+                    spec,
+                    data.validation,
+                    run.tokenizer,
+                    run.config.tasks.max_seq_length,
+                )
     return deployment
 
 

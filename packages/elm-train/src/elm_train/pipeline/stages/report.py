@@ -247,6 +247,8 @@ def deployment_section(evaluate: dict[str, Any]) -> list[str]:
     for name, summary in evaluate.get("deployment", {}).items():
         lines += [f"## Deployment: {name} ({deployment.describe(summary)})", ""]
         lines += [*deployment.markdown_rows(summary, evaluate.get(f"{name}.perplexity")), ""]
+        tasks = deployment.task_rows(summary)
+        lines += [*tasks, ""] if tasks else []
     return lines
 
 
@@ -261,4 +263,12 @@ def deployment_lines(run: Run, name: str) -> list[str]:
         for kind, path in summary["files"].items()
     ]
     figures = deployment.markdown_rows(summary, done.get(f"{name}.perplexity"))
-    return [*files, "", f"Measured with {deployment.describe(summary)}:", "", *figures]
+    tasks = deployment.task_rows(summary)
+    return [
+        *files,
+        "",
+        f"Measured with {deployment.describe(summary)}:",
+        "",
+        *figures,
+        *(["", *tasks] if tasks else []),
+    ]
