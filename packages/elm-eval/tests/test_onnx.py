@@ -82,3 +82,15 @@ def test_latency_cli_times_three_runtimes(model_dirs, tmp_path, capsys):
         assert result.num_threads == 1
     record = json.loads((tmp_path / "onnx" / "onnx_export.json").read_text())
     assert record["head"] == "masked-lm" and record["max_abs_diff"] <= 1e-4
+
+
+def test_onnx_command_writes_the_files_and_refuses_a_file_as_out(model_dirs, tmp_path, capsys):
+    out = tmp_path / "onnx"
+    assert main(["onnx", "--model", str(model_dirs["clm"]), "--head", "causal-lm", "--out", str(out)]) == 0
+    record = ee.read_export(out)
+    assert record.head == "causal-lm" and record.fp32.is_file() and record.int8 is not None
+    assert record.int8.is_file() and record.max_abs_diff <= 1e-4
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["onnx", "--model", str(model_dirs["clm"]), "--out", str(blocker)]) == 2
+    assert "--out" in capsys.readouterr().err
