@@ -596,6 +596,16 @@ class EvalStageConfig(_Section):
     PyTorch, ONNX Runtime fp32 and int8 latency (batch 1 and ``deepspeed.micro_batch_size``) and
     perplexity side by side. ``None``: when onnxruntime is installed (``elm-eval[onnx]``)."""
 
+    @field_validator("onnx")
+    @classmethod
+    def _onnx_installed(cls, value: bool | None) -> bool | None:
+        missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+        if value and missing:
+            raise ValueError(
+                f"{' and '.join(missing)} not installed; pip install 'elm-eval[onnx]' (or set it to null)"
+            )
+        return value
+
 
 class MonitorConfig(_Section):
     """Live curves through DeepSpeed's own monitor (``deepspeed.monitor``): every training engine
