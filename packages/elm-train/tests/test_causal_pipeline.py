@@ -123,7 +123,13 @@ def test_perplexities_of_teacher_and_students(finished):
         for r in (elm_eval.load_result(p) for p in (run.dir / "results").glob("*.json"))
         if r.kind == "lm"
     }
+    onnx = {m: results.pop(m) for m in list(results) if "(onnxruntime" in m}  # eval.onnx, when installed
     assert set(results) == {"teacher", "found", "baseline"}
+    for name in ("found", "baseline") if onnx else ():
+        assert onnx[f"{name} (onnxruntime fp32)"].perplexity == pytest.approx(
+            results[name].perplexity, rel=1e-4
+        )
+        assert onnx[f"{name} (onnxruntime int8)"].perplexity < 400
     for r in results.values():
         assert math.isfinite(r.loss) and r.perplexity == pytest.approx(math.exp(r.loss), rel=1e-12)
         assert r.perplexity < 400  # every model beats a uniform guess over the vocabulary

@@ -132,7 +132,8 @@ def test_task_and_lm_results_are_consistent(finished):
     for r in tasks.values():
         assert 0.0 <= r.score <= 1.0 and r.num_validation_examples == 32
     lm = {r.model: r for r in results if r.kind == "lm"}
-    assert set(lm) == {"found", "baseline"}
+    onnx = {f"{n} (onnxruntime {p})" for n in ("found", "baseline") for p in ("fp32", "int8")}
+    assert set(lm) == {"found", "baseline"} | (onnx if run.done_info("evaluate").get("deployment") else set())
     for r in lm.values():
         assert math.isclose(r.perplexity, math.exp(r.loss), rel_tol=1e-9)
     classifier = AutoModelForSequenceClassification.from_pretrained(
@@ -168,3 +169,32 @@ def test_every_exported_student_has_a_model_card_with_its_scores(finished):
         # the report completed it with what the run measured
         task = elm_eval.load_result(run.dir / "results" / f"task-tweet-sentiment-{name}.json")
         assert f"{task.score:.4f}"[:5] in text and "perplexity" in text
+
+
+def test_deployment_files_and_figures(finished):
+    """eval.onnx (on where onnxruntime is installed): each student's ONNX fp32 and int8 files, three
+    runtimes timed at batch 1 and the micro-batch, and ONNX fp32 perplexity equal to PyTorch's."""
+    pytest.importorskip("onnxruntime")
+    run, _ = finished
+    info = run.done_info("evaluate")
+    for name in ("found", "baseline"):
+        summary = info["deployment"][name]
+        assert all(Path(p).is_file() for p in summary["files"].values())
+        assert set(summary["files"]) == {"onnx-fp32", "onnx-int8"}
+        assert summary["max_abs_diff"] <= 1e-4
+        assert set(summary["latency"]) == set(elm_eval.onnx_export.RUNTIMES)
+        assert all(set(by_batch) == {"1", "8"} for by_batch in summary["latency"].values())
+        assert summary["perplexity"]["onnxruntime-fp32"] == pytest.approx(
+            info[f"{name}.perplexity"], rel=1e-4
+        )
+        assert 1 < summary["perplexity"]["onnxruntime-int8"] < math.inf
+        card = (run.dir / "retrain" / name / "model" / "README.md").read_text()
+        assert "## Deployment (ONNX)" in card and "model.int8.onnx" in card
+        # the fine-tuned classifier: its fp32 score by the deployment route is the tasks stage's score
+        task = summary["tasks"]["tweet-sentiment"]
+        scored = elm_eval.load_result(run.dir / "results" / f"task-tweet-sentiment-{name}.json")
+        assert task["scores"]["pytorch-fp32"] == pytest.approx(scored.score, abs=1e-9)
+        assert 0 <= task["scores"]["onnxruntime-int8"] <= 1 and task["examples"] == 32
+        assert "ONNX Runtime int8" in card and "tweet-sentiment (32 examples)" in card
+    report = (run.dir / "report" / "report.md").read_text()
+    assert "## Deployment: found" in report and "ONNX Runtime int8" in report

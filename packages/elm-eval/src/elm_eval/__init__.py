@@ -6,7 +6,7 @@ the same code.
 """
 
 from elm_eval.errors import ElmEvalError
-from elm_eval.finetune import FinetuneConfig, evaluate_task, finetune
+from elm_eval.finetune import FinetuneConfig, evaluate_task, finetune, score_split
 from elm_eval.latency import (
     LatencyConfig,
     block_latency_table,
@@ -24,6 +24,15 @@ from elm_eval.lm import (
     masked_lm_perplexity,
 )
 from elm_eval.metrics import compute_metric, load_metric
+from elm_eval.onnx_export import (
+    OnnxExport,
+    OrtModel,
+    compare_runtimes,
+    export_onnx,
+    measure_onnx_latency,
+    quantize_int8,
+    read_export,
+)
 from elm_eval.report import load_result, write_report, write_result
 from elm_eval.results import LatencyEntry, LatencyResult, LatencyStats, LMResult, TaskResult
 from elm_eval.task_data import TaskData, TaskSplit, load_task_data
@@ -56,6 +65,8 @@ __all__ = [
     "LatencyStats",
     "MaskedLMConfig",
     "MaskingConfig",
+    "OnnxExport",
+    "OrtModel",
     "TaskData",
     "TaskResult",
     "TaskSpec",
@@ -64,9 +75,11 @@ __all__ = [
     "block_latency_table",
     "causal_lm_perplexity",
     "causal_lm_perplexity_from_ids",
+    "compare_runtimes",
     "compute_metric",
     "count_parameters",
     "evaluate_task",
+    "export_onnx",
     "finetune",
     "get_task",
     "load_metric",
@@ -76,7 +89,11 @@ __all__ = [
     "masked_lm_perplexity",
     "measure_latency",
     "measure_module_latency",
+    "measure_onnx_latency",
     "peak_memory_bytes",
+    "quantize_int8",
+    "read_export",
+    "score_split",
     "with_hub_mirrors",
     "write_report",
     "write_result",

@@ -1,4 +1,4 @@
-"""The ``elm-eval`` command: ``lm``, ``task``, ``latency`` and ``report`` subcommands.
+"""The ``elm-eval`` command: ``lm``, ``task``, ``latency``, ``onnx`` and ``report`` subcommands.
 
 Options left out fall back to the pydantic config defaults, so defaults live in one place. Bad
 input (missing or unreadable files, unknown columns, label mismatches, empty data, invalid settings,
@@ -178,7 +178,37 @@ def _run_latency(args: argparse.Namespace) -> None:
         trust_remote_code=args.trust_remote_code,
     )
     _check_out(args)
-    _emit(measure_latency(args.model, config, name=args.name), args.out)
+    if not args.onnx:
+        _emit(measure_latency(args.model, config, name=args.name), args.out)
+        return
+    import tempfile
+
+    from elm_eval.onnx_export import compare_runtimes, export_onnx
+
+    head = args.head or "base"
+    with tempfile.TemporaryDirectory(prefix="elm-eval-onnx-") as tmp:
+        target = args.onnx_dir or Path(tmp) / "onnx"
+        export = export_onnx(
+            args.model, target, head, trust_remote_code=args.trust_remote_code, name=args.name
+        )
+        print(f"ONNX export: {export.fp32} (max |ONNX - PyTorch| {export.max_abs_diff:.2e}), {export.int8}")
+        for result in compare_runtimes(args.model, export, config, name=args.name):
+            _emit(result, args.out)
+
+
+def _run_onnx(args: argparse.Namespace) -> None:
+    from elm_eval.onnx_export import export_onnx
+
+    check_output_dir(args.out, "--out")
+    export = export_onnx(
+        args.model,
+        args.out,
+        args.head,
+        quantize=not args.no_int8,
+        trust_remote_code=args.trust_remote_code,
+        name=args.name,
+    )
+    print(export.model_dump_json(indent=2))
 
 
 def _run_report(args: argparse.Namespace) -> None:
@@ -272,7 +302,29 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--threads", type=int, help="torch thread count (default: torch's current)")
     latency.add_argument("--head", choices=["base", "masked-lm", "causal-lm", "sequence-classification"])
     latency.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
+    latency.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also export the model (with --head) to ONNX fp32 and int8 and time ONNX Runtime beside "
+        "eager PyTorch, by the same protocol (needs elm-eval[onnx])",
+    )
+    latency.add_argument(
+        "--onnx-dir", type=Path, help="keep the ONNX files here (default: a temporary folder)"
+    )
     latency.set_defaults(run=_run_latency)
+
+    onnx = sub.add_parser("onnx", help="export to ONNX (dynamic batch and sequence axes) and int8 ONNX")
+    onnx.add_argument("--model", required=True, help="save_pretrained directory or hub id")
+    onnx.add_argument("--out", type=Path, required=True, help="folder for model.onnx, model.int8.onnx")
+    onnx.add_argument(
+        "--head", choices=["base", "masked-lm", "causal-lm", "sequence-classification"], default="masked-lm"
+    )
+    onnx.add_argument("--name", help="label for reports (default: the directory name)")
+    onnx.add_argument("--no-int8", action="store_true", help="skip the int8 quantised copy")
+    onnx.add_argument(
+        "--trust-remote-code", action="store_true", help="run modelling code saved in the folder"
+    )
+    onnx.set_defaults(run=_run_onnx)
 
     report = sub.add_parser("report", help="combine result JSON files into tables and plots")
     report.add_argument("results", type=Path, nargs="+", help="result JSON files from lm/task/latency")

@@ -164,6 +164,26 @@ def predict(
     return out
 
 
+def score_split(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    spec: TaskSpec,
+    split: TaskSplit,
+    max_length: int,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> tuple[float, dict[str, float]]:
+    """The task metric of a fine-tuned classifier (a torch model, or an ``OrtModel``) on a labelled
+    split, predicted as :func:`finetune` predicts validation: the primary score and every value."""
+    if split.labels is None:
+        raise ElmEvalError(f"task {spec.name!r}: the split to score has no labels")
+    regression = spec.task_type == "regression"
+    target = resolve_device(device)
+    encoded = _Encoded(_tokenizer_with_padding(tokenizer), split, max_length)
+    predictions = predict(model.to(target), encoded, regression, batch_size, target)
+    return compute_metric(spec.metric, predictions, list(split.labels))
+
+
 def _optimizer_and_schedule(
     model: torch.nn.Module, config: FinetuneConfig, steps: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:

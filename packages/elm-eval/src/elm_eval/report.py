@@ -93,7 +93,8 @@ def result_markdown(result: Result) -> str:
     ]
     return (
         f"## latency: {result.model}\n\n"
-        f"device {result.device}, {result.num_threads} threads, {result.num_parameters:,} parameters "
+        f"{result.runtime} on device {result.device}, {result.num_threads} threads, "
+        f"{result.num_parameters:,} parameters "
         f"({result.parameter_bytes:,} bytes); peak memory: {result.peak_memory_method}\n\n"
         + _table(["batch", "seq", "median ms", "mean ms", "std ms", "peak memory bytes"], rows)
     )

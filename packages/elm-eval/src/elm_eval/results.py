@@ -77,6 +77,8 @@ class LatencyResult(BaseModel):
     model_config = _CONFIG
     kind: Literal["latency"] = "latency"
     model: str
+    runtime: str = "pytorch-fp32"
+    """What ran the model: ``pytorch-fp32`` (eager), ``onnxruntime-fp32`` or ``onnxruntime-int8``."""
     device: str
     num_threads: int
     num_parameters: int

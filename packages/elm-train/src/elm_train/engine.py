@@ -97,9 +97,14 @@ def full_precision_weights(module: torch.nn.Module, optimizer: Any) -> None:
 
 
 def build_engine(
-    model: torch.nn.Module, ds: DeepSpeedConfig, optim: OptimConfig, total_steps: int
+    model: torch.nn.Module,
+    ds: DeepSpeedConfig,
+    optim: OptimConfig,
+    total_steps: int,
+    monitor: dict[str, Any] | None = None,
 ) -> tuple[Any, torch.optim.Optimizer, Any]:
-    """A DeepSpeed engine with torch AdamW (no FusedAdam build) and a warm-up/linear-decay schedule."""
+    """A DeepSpeed engine with torch AdamW (no FusedAdam build) and a warm-up/linear-decay schedule;
+    ``monitor``: the DeepSpeed monitor blocks (``tensorboard``, ``csv_monitor``, ``wandb``) to add."""
     import deepspeed
 
     check_precision(ds.precision)  # DeepSpeed's own refusal is a bare ValueError from deep inside
@@ -109,7 +114,10 @@ def build_engine(
         optimizer, linear_warmup_decay(total_steps, optim.warmup_ratio)
     )
     engine, optimizer, _, scheduler = deepspeed.initialize(
-        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(ds)
+        model=model,
+        optimizer=optimizer,
+        lr_scheduler=scheduler,
+        config={**deepspeed_config(ds), **(monitor or {})},
     )
     from elm_train import safe_load
 

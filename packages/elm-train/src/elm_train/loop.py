@@ -28,6 +28,7 @@ from elm_train.engine import build_engine, full_precision_weights
 from elm_train.errors import ElmTrainError
 from elm_train.global_batch import split_batch
 from elm_train.metrics import MetricsLog
+from elm_train.monitor import LOSS_TAG, engine_write, step_events
 
 CRASH_ENV = "ELM_TRAIN_CRASH_AFTER_STEP"
 """Fault injection for resume tests: the process SIGKILLs itself after finishing this step."""
@@ -97,7 +98,11 @@ class TrainLoop:
         self.last_checkpoint: str | None = None
         self.per_epoch = self.steps_in_epoch(self.ds.global_batch, optim.max_steps_per_epoch)
         self.total_steps = self.per_epoch * optim.epochs
-        self.engine, self.optimizer, self.scheduler = build_engine(module, self.ds, optim, self.total_steps)
+        self.monitor = getattr(metrics, "monitor", None)  # live curves, when the sink has a monitor
+        blocks = self.monitor.blocks(self.stage) if self.monitor is not None else None
+        self.engine, self.optimizer, self.scheduler = build_engine(
+            module, self.ds, optim, self.total_steps, monitor=blocks
+        )
         self.history: list[tuple[int, float]] = []
 
     # --- what a stage defines -------------------------------------------------------------
@@ -227,12 +232,20 @@ class TrainLoop:
             self.history.append((step, loss_sum))
             lr = self.scheduler.get_last_lr()[0] if self.scheduler is not None else None
             self.metrics.log(self.stage, step=step, loss=loss_sum, lr=lr, **logs)
+            engine_write(
+                self.engine,
+                [
+                    (LOSS_TAG, loss_sum, self.engine.global_samples),
+                    *step_events(self.stage, step, {"loss": loss_sum, **logs}),
+                ],
+            )
             bar.set_postfix(loss=f"{loss_sum:.4f}")
             epoch_done = (step + 1) % self.per_epoch == 0
             if epoch_done:
                 info = self.end_epoch(step // self.per_epoch)
                 if info:
                     self.metrics.log(self.stage, event="epoch_end", epoch=step // self.per_epoch, **info)
+                    engine_write(self.engine, step_events(self.stage, step, info))
             if epoch_done or (step + 1) % self.checkpoint_every == 0 or step + 1 == self.total_steps:
                 self.save(step)
             if step == crash_after and int(os.environ.get(CRASH_RANK_ENV, dist.rank())) == dist.rank():

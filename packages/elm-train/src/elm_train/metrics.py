@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from elm_train.monitor import RunMonitor
 
 
 class MetricsSink(Protocol):
@@ -23,9 +26,11 @@ class NullMetrics:
 
 
 class MetricsLog:
-    def __init__(self, path: Path, enabled: bool = True) -> None:
+    def __init__(self, path: Path, enabled: bool = True, monitor: RunMonitor | None = None) -> None:
         self.path = path
         self.enabled = enabled
+        self.monitor = monitor
+        """Live curves (:mod:`elm_train.monitor`): the training loops send their series there too."""
         if enabled:
             path.parent.mkdir(parents=True, exist_ok=True)
 

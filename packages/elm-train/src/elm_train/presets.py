@@ -13,6 +13,7 @@ from elm_train.config import (
     DynamicConfig,
     EvalStageConfig,
     HeadsStageConfig,
+    MonitorConfig,
     MultitaskStageConfig,
     OptimConfig,
     RetrainStageConfig,
@@ -59,6 +60,7 @@ def _demo() -> RunConfig:
             optim=OptimConfig(lr=2e-4, epochs=2),
         ),
         eval=EvalStageConfig(lm_documents=500),
+        monitor=MonitorConfig(csv=True),
     )
 
 
@@ -139,6 +141,7 @@ def _demo_clm() -> RunConfig:
         retrain=RetrainStageConfig(optim=OptimConfig(lr=1e-3, epochs=1, max_steps_per_epoch=400)),
         tasks=TaskStageConfig(tasks=[]),
         eval=EvalStageConfig(lm_documents=None),
+        monitor=MonitorConfig(csv=True),
     )
 
 

@@ -32,6 +32,7 @@ from elm_train.kd import TeacherFeatures, build_kd_loss, kind_eta, student_featu
 from elm_train.loop import TrainLoop
 from elm_train.metrics import MetricsSink, NullMetrics
 from elm_train.models import ElmSupernet, GrowthRecord, HeadName, ModelSettings, reset_optimizer_slices
+from elm_train.monitor import engine_write
 from elm_train.pca import PcaTracker, pca_count, real_tokens
 
 WEIGHTS_FILE = "supernet.safetensors"
@@ -196,7 +197,8 @@ class SupernetTraining(TrainLoop):
                 eta = kind_eta(choice.kind, self.cfg.dynamic.eta_bert, self.cfg.dynamic.eta_mobile)
                 self.tracker.add(layer, choice.candidate, pca_count(real_tokens(features, mask), eta))
         terms.pop("total", None)
-        return loss, {**terms, "arch": self.arch.to_string()}
+        path_params = float(elm_space.count_params(self.arch))  # the sampled path's size
+        return loss, {**terms, "path_params": path_params, "arch": self.arch.to_string()}
 
     def before_optimizer_step(self, step: int) -> None:
         """Unsampled candidates get no gradient at all, so AdamW neither decays nor moves them.
@@ -220,6 +222,16 @@ class SupernetTraining(TrainLoop):
             record = self.supernet.grow(new_space, torch.Generator().manual_seed(self.seed + epoch))
             self._reset_optimizer(record)
             self.space = new_space
+        step = (epoch + 1) * self.per_epoch - 1
+        widths = [
+            (
+                f"supernet/growth/ffn_width/layer{layer}.candidate{cand}",
+                new_space.layers[layer][cand].ffn_width,
+                step,
+            )
+            for layer, cand in grown
+        ]
+        engine_write(self.engine, [("supernet/growth/pairs_grown", len(grown), step), *widths])
         self.tracker.reset()
         self.widths.append(_widths(self.space))
         if dist.world_size() > 1:

@@ -33,6 +33,7 @@ from elm_train.global_batch import split_batch
 from elm_train.kd import student_features, teacher_layers_for
 from elm_train.loop import TrainLoop
 from elm_train.metrics import MetricsSink, NullMetrics
+from elm_train.monitor import engine_write
 from elm_train.teacher import teacher_width
 
 EVAL_BATCH_SIZE = 64
@@ -391,6 +392,7 @@ class TaskTraining(TrainLoop):
             best_step=self.best["step"],
             best_score=self.best["score"],
         )
+        engine_write(self.engine, [(f"{self.stage}/dev_score", record["score"], steps_done)])
         return record
 
     def full_precision_state(self) -> dict[str, torch.Tensor] | None:

@@ -93,6 +93,8 @@ class ModelCardInfo(_Card):
     latency_ms: PositiveFloat | None = None
     latency_setting: str | None = None
     """How latency was measured (batch, sequence length, device, threads)."""
+    deployment: list[str] = []
+    """Markdown lines on the deployment files (ONNX fp32 and int8) and their figures, if any."""
     license: str = "apache-2.0"
     model_id: str | None = None
     """Hub id or path used in the loading snippet; defaults to the directory's name."""
@@ -193,13 +195,21 @@ def metadata(info: ModelCardInfo) -> dict[str, Any]:
 
 
 def load_snippet(info: ModelCardInfo, model_id: str) -> str:
-    """Python that loads the model with plain transformers."""
+    """Python that loads the model with plain transformers.
+
+    For an ELM model the tokenizer call says ``trust_remote_code=True`` too, although the tokenizer
+    is a stock one (``tokenizer_class`` in its ``tokenizer_config.json``): transformers 5's
+    ``AutoTokenizer`` reads the folder's ``config.json`` before the tokenizer's own config, and one
+    naming custom code (``auto_map``) makes it ask "Do you wish to run the custom code? [y/N]" and,
+    refused, print "You are using a model of type elm to instantiate a model of type ``". With the
+    flag the first load prints neither (tested in a fresh interpreter with stdin closed).
+    """
     if info.load_snippet is not None:
         return info.load_snippet
     remote = ", trust_remote_code=True" if info.model_format == "elm" else ""
     return (
         f"from transformers import {info.auto_class}, AutoTokenizer\n\n"
-        f'tokenizer = AutoTokenizer.from_pretrained("{model_id}")\n'
+        f'tokenizer = AutoTokenizer.from_pretrained("{model_id}"{remote})\n'
         f'model = {info.auto_class}.from_pretrained("{model_id}"{remote})\n'
     )
 
@@ -257,6 +267,8 @@ def render(info: ModelCardInfo, model_id: str) -> str:
     if info.latency_ms is not None:
         setting = f" ({info.latency_setting})" if info.latency_setting else ""
         lines += ["", f"Latency: {info.latency_ms:.2f} ms{setting}."]
+    if info.deployment:
+        lines += ["", "## Deployment (ONNX)", "", *info.deployment]
     lines += ["", "## How to load", "", "```python", load_snippet(info, model_id).rstrip("\n"), "```", ""]
     if info.model_format == "elm":
         lines += [

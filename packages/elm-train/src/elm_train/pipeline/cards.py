@@ -39,6 +39,7 @@ def write_student_card(
     training: dict[str, Any],
     scores: list[Score] | None = None,
     latency_ms: float | None = None,
+    deployment: list[str] | None = None,
 ) -> Path:
     cfg = run.config
     head = "causal_lm" if run.causal else "masked_lm"
@@ -61,5 +62,6 @@ def write_student_card(
         scores=scores or [],
         latency_ms=latency_ms,
         latency_setting=latency,
+        deployment=deployment or [],
     )
     return write_model_card(directory, info)

@@ -28,6 +28,7 @@ from elm_train.config import ConfigError, RunConfig, diff_configs
 from elm_train.global_batch import check_run
 from elm_train.kd import TeacherFeatures, check_layer_maps
 from elm_train.metrics import MetricsLog
+from elm_train.monitor import RunMonitor
 from elm_train.multitask_training import WEIGHTS_FILE as MULTITASK_WEIGHTS
 from elm_train.multitask_training import MultitaskKD, load_multitask
 from elm_train.pipeline.layout import RunLayout
@@ -50,7 +51,8 @@ class Run:
     def __init__(self, config: RunConfig, run_dir: str | Path) -> None:
         self.config = config
         self.layout = RunLayout(Path(run_dir))
-        self.metrics = MetricsLog(self.layout.metrics, enabled=dist.rank() == 0)
+        monitor = RunMonitor(config.monitor, self.layout.monitor_dir, config.name)
+        self.metrics = MetricsLog(self.layout.metrics, enabled=dist.rank() == 0, monitor=monitor)
 
     @property
     def dir(self) -> Path:

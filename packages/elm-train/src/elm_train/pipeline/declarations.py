@@ -129,7 +129,7 @@ STAGES: tuple[Stage, ...] = (
         "evaluate",
         evaluate.execute,
         reads=("data", "teacher", "retrain"),
-        writes=("results",),
+        writes=("results", "onnx_dir"),
         ranks="rank0",
         summary="perplexity and latency of the exported models",
     ),

@@ -26,6 +26,11 @@ class RunLayout:
     def metrics(self) -> Path:
         return self.root / "metrics.jsonl"
 
+    @property
+    def monitor_dir(self) -> Path:
+        """Live curves: ``tensorboard/<stage>/`` event files, ``csv/<stage>/`` one CSV per series."""
+        return self.root / "monitor"
+
     def stage_dir(self, stage: str) -> Path:
         return self.root / stage
 
@@ -168,6 +173,10 @@ class RunLayout:
     def results(self) -> Path:
         """Every elm-eval result file of the run (tasks, perplexity, latency), read by the report."""
         return self.root / "results"
+
+    def onnx_dir(self, who: str) -> Path:
+        """A student's deployment files: ``model.onnx``, ``model.int8.onnx``, ``onnx_export.json``."""
+        return self.stage_dir("evaluate") / "onnx" / who
 
     # --- report ------------------------------------------------------------------------------
     @property

@@ -8,13 +8,14 @@ loss and growth, the search's progress, the head choice, and how the found model
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import elm_eval
 from elm_eval.plots import plot_loss_curves
-from elm_train import plots
+from elm_train import deployment, plots
 from elm_train.checkpoint import write_json_atomic
 from elm_train.models.model_card import Score
 from elm_train.pipeline.cards import write_student_card
@@ -98,7 +99,14 @@ def complete_model_cards(run: Run, results: list[Any]) -> None:
         )
         training = json.loads((run.layout.student_dir(name) / "result.json").read_text())
         write_student_card(
-            run, student["model_dir"], name, student["architecture"], training, scores, latency
+            run,
+            student["model_dir"],
+            name,
+            student["architecture"],
+            training,
+            scores,
+            latency,
+            deployment=deployment_lines(run, name),
         )
 
 
@@ -179,6 +187,7 @@ def markdown(run: Run, stages: dict[str, Any], comparison: str, files: dict[str,
     }
     if perplexities:
         lines += perplexity_section(run, perplexities, stages)
+    lines += deployment_section(stages.get("evaluate", {}))
     if comparison:
         lines += ["## Comparison (elm-eval)", "", comparison.split("\n", 2)[-1].strip(), ""]
     if files:
@@ -234,3 +243,36 @@ def perplexity_section(run: Run, perplexities: dict[str, float], stages: dict[st
             params, label = retrained.get(name, {}).get("params"), name
         lines.append(f"| {label} | {f'{params:,}' if params else '-'} | {value:.2f} |")
     return [*lines, ""]
+
+
+def deployment_section(evaluate: dict[str, Any]) -> list[str]:
+    """Each student's three runtimes side by side (the evaluate stage's ``deployment``), if measured."""
+    lines: list[str] = []
+    for name, summary in evaluate.get("deployment", {}).items():
+        lines += [f"## Deployment: {name} ({deployment.describe(summary)})", ""]
+        lines += [*deployment.markdown_rows(summary, evaluate.get(f"{name}.perplexity")), ""]
+        tasks = deployment.task_rows(summary)
+        lines += [*tasks, ""] if tasks else []
+    return lines
+
+
+def deployment_lines(run: Run, name: str) -> list[str]:
+    """The model card's deployment section: the files (relative to the model) and the figures."""
+    done = run.done_info("evaluate") if run.is_done("evaluate") else {}
+    summary = done.get("deployment", {}).get(name)
+    if not summary:
+        return []
+    files = [
+        f"- {kind}: `{os.path.relpath(path, run.dir)}` in the run directory (`{Path(path).name}`)"
+        for kind, path in summary["files"].items()
+    ]
+    figures = deployment.markdown_rows(summary, done.get(f"{name}.perplexity"))
+    tasks = deployment.task_rows(summary)
+    return [
+        *files,
+        "",
+        f"Measured with {deployment.describe(summary)}:",
+        "",
+        *figures,
+        *(["", *tasks] if tasks else []),
+    ]

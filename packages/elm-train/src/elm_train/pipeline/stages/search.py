@@ -15,6 +15,7 @@ from elm_train import batches, faults, fsio
 from elm_train.errors import ElmTrainError
 from elm_train.fitness import Fitness, build_fitness
 from elm_train.latency_table import measure_table
+from elm_train.monitor import search_events
 from elm_train.multitask_training import TaskFitness, sample_heldout
 from elm_train.searching import search_constraints, search_space, with_size_front
 
@@ -73,6 +74,8 @@ def execute(run: Run) -> dict[str, Any]:
     found = search_constraints(space, cfg.search, cfg.data.block_size, table)
     result = search_space(space, objective, cfg.search, cfg.seed, found, run.layout.search_state)
     result.save(run.layout.search_result)
+    if run.metrics.monitor is not None:  # best and mean fitness per generation, for live monitoring
+        run.metrics.monitor.write("search", search_events(result, fitness.name))
     plots = run.layout.search_plots
     elm_search.plot_progress(result, plots["progress"])
     elm_search.plot_pareto(with_size_front(result), plots["pareto"], x="params", y=fitness.name)
