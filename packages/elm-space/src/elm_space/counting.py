@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from elm_space.schema import Architecture, Backbone, BlockKind, LayerChoice, SpaceError, as_int
 
-Head = Literal["none", "masked_lm", "causal_lm", "classification"]
+Head = Literal["none", "masked_lm", "causal_lm", "classification", "question_answering"]
 HEADS: tuple[str, ...] = get_args(Head)
 
 
@@ -62,6 +62,8 @@ def head_params(backbone: Backbone, head: Head, num_labels: int = 2) -> int:
         return _linear(h, d) + 2 * d + backbone.vocab_size
     if head == "classification":
         return _linear(h, h) + _linear(h, num_labels)  # tanh pooler on the first token, classifier
+    if head == "question_answering":
+        return _linear(h, 2)  # start and end logits at every token, no pooler
     return 0
 
 
@@ -132,6 +134,8 @@ def flop_breakdown(
         head_flops = 2 * t * (h * d + d * b.vocab_size)  # logits at every position
     elif head == "classification":
         head_flops = 2 * (h * h + h * num_labels)
+    elif head == "question_answering":
+        head_flops = 2 * t * h * 2  # start and end logits at every position
     else:
         head_flops = 0
     return FlopBreakdown(

@@ -10,6 +10,7 @@ from transformers import (
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
 )
 
@@ -18,11 +19,13 @@ from elm_train.models.export import bert_config, bert_export_problem, export_ber
 from elm_train.models.modeling_elm import (
     ElmForCausalLM,
     ElmForMaskedLM,
+    ElmForQuestionAnswering,
     ElmForSequenceClassification,
     ElmModel,
     ElmModelOutput,
     ElmOutputWithLogits,
     ElmPreTrainedModel,
+    ElmQuestionAnsweringOutput,
 )
 from elm_train.models.settings import ModelSettings, architecture_of, elm_config
 from elm_train.models.supernet import (
@@ -39,17 +42,20 @@ AutoModel.register(ElmConfig, ElmModel, exist_ok=True)
 AutoModelForMaskedLM.register(ElmConfig, ElmForMaskedLM, exist_ok=True)
 AutoModelForCausalLM.register(ElmConfig, ElmForCausalLM, exist_ok=True)
 AutoModelForSequenceClassification.register(ElmConfig, ElmForSequenceClassification, exist_ok=True)
+AutoModelForQuestionAnswering.register(ElmConfig, ElmForQuestionAnswering, exist_ok=True)
 
 __all__ = [
     "ElmConfig",
     "ElmForCausalLM",
     "ElmForMaskedLM",
+    "ElmForQuestionAnswering",
     "ElmForSequenceClassification",
     "ElmModel",
     "ElmModelError",
     "ElmModelOutput",
     "ElmOutputWithLogits",
     "ElmPreTrainedModel",
+    "ElmQuestionAnsweringOutput",
     "ElmSupernet",
     "GrownCandidate",
     "GrowthRecord",

@@ -18,6 +18,7 @@ ELM_AUTO_MAP = {
     "AutoModelForMaskedLM": "modeling_elm.ElmForMaskedLM",
     "AutoModelForCausalLM": "modeling_elm.ElmForCausalLM",
     "AutoModelForSequenceClassification": "modeling_elm.ElmForSequenceClassification",
+    "AutoModelForQuestionAnswering": "modeling_elm.ElmForQuestionAnswering",
 }
 """Written into every saved config so that a directory loads by remote code without our packages."""
 

@@ -16,6 +16,7 @@ import torch
 from transformers import (
     BertConfig,
     BertForMaskedLM,
+    BertForQuestionAnswering,
     BertForSequenceClassification,
     BertLMHeadModel,
     BertModel,
@@ -27,6 +28,7 @@ from elm_train.models.configuration_elm import ElmConfig
 from elm_train.models.modeling_elm import (
     ElmForCausalLM,
     ElmForMaskedLM,
+    ElmForQuestionAnswering,
     ElmForSequenceClassification,
     ElmModel,
     ElmPreTrainedModel,
@@ -47,6 +49,7 @@ _HEAD_NAMES = {
     "lm_head.LayerNorm": "cls.predictions.transform.LayerNorm",
     "pooler.dense": "bert.pooler.dense",
     "classifier": "classifier",
+    "qa_outputs": "qa_outputs",
 }
 
 
@@ -120,7 +123,8 @@ def to_bert(model: ElmPreTrainedModel) -> PreTrainedModel:
 
     ElmModel -> BertModel (no pooler), ElmForMaskedLM -> BertForMaskedLM, ElmForCausalLM ->
     BertLMHeadModel (is_decoder), ElmForSequenceClassification (masked family) ->
-    BertForSequenceClassification. The result is in eval mode.
+    BertForSequenceClassification, ElmForQuestionAnswering -> BertForQuestionAnswering. The result
+    is in eval mode.
     """
     config = bert_config(model.config)
     if isinstance(model, ElmModel):
@@ -135,6 +139,10 @@ def to_bert(model: ElmPreTrainedModel) -> PreTrainedModel:
                 "a causal classifier pools the last token; BERT pools the first, so it cannot be exported"
             )
         bert = BertForSequenceClassification(config)
+    elif isinstance(model, ElmForQuestionAnswering):
+        if model.config.is_causal:
+            raise ElmTrainError("a causal question-answering model has no BERT counterpart to export to")
+        bert = BertForQuestionAnswering(config)  # BERT's QA head has no pooler either
     else:
         raise TypeError(f"cannot export {type(model).__name__} as BERT")
     state = _bert_state(model)

@@ -23,7 +23,7 @@ from elm_train.fsio import write_text_atomic
 
 CARD_NAME = "README.md"
 
-Head = Literal["none", "masked_lm", "causal_lm", "classification"]
+Head = Literal["none", "masked_lm", "causal_lm", "classification", "question_answering"]
 ModelFormat = Literal["elm", "bert"]
 """``elm``: saved ElmConfig/ElmModel (custom code, ``trust_remote_code=True`` without elm-train);
 ``bert``: exported with :func:`elm_train.models.export_bert`, stock transformers BERT classes."""
@@ -33,6 +33,7 @@ _HEADS: dict[str, tuple[str, str]] = {
     "masked_lm": ("fill-mask", "AutoModelForMaskedLM"),
     "causal_lm": ("text-generation", "AutoModelForCausalLM"),
     "classification": ("text-classification", "AutoModelForSequenceClassification"),
+    "question_answering": ("question-answering", "AutoModelForQuestionAnswering"),
     "none": ("feature-extraction", "AutoModel"),
 }
 

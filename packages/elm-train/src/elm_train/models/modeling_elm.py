@@ -25,6 +25,7 @@ import transformers.initialization as hf_init
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
+from transformers.modeling_outputs import QuestionAnsweringModelOutput
 from transformers.utils import ModelOutput
 
 from .configuration_elm import ElmConfig, ElmModelError
@@ -351,6 +352,17 @@ class ElmOutputWithLogits(ModelOutput):
     attention_contexts: tuple[torch.Tensor, ...] | None = None
 
 
+@dataclass
+class ElmQuestionAnsweringOutput(QuestionAnsweringModelOutput):
+    """transformers' question-answering output (``loss``, ``start_logits`` and ``end_logits`` [B, T],
+    ``hidden_states``, ``attentions``) with the encoder fields of ElmModelOutput that distillation
+    reads (``attention_outputs``, ...)."""
+
+    attention_outputs: tuple[torch.Tensor, ...] | None = None
+    ffn_pre_activations: tuple[torch.Tensor, ...] | None = None
+    attention_contexts: tuple[torch.Tensor, ...] | None = None
+
+
 @dataclass(frozen=True)
 class OutputRequest:
     """Which optional outputs one forward collects."""
@@ -446,6 +458,26 @@ def classification_loss(
     if problem_type == "multi_label_classification":
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
     raise ElmModelError(f"unknown problem_type {problem_type!r}")
+
+
+def span_loss(
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    start_positions: torch.Tensor | None,
+    end_positions: torch.Tensor | None,
+) -> torch.Tensor | None:
+    """The mean of the start and end cross-entropies, as transformers' QA heads compute it: a
+    position outside the sequence is clamped to ``T`` and ignored."""
+    if start_positions is None and end_positions is None:
+        return None
+    if start_positions is None or end_positions is None:
+        raise ElmModelError("pass both start_positions and end_positions, or neither")
+    ignored = start_logits.shape[1]
+    starts = start_positions.reshape(-1).clamp(0, ignored)
+    ends = end_positions.reshape(-1).clamp(0, ignored)
+    start = F.cross_entropy(start_logits, starts, ignore_index=ignored)
+    end = F.cross_entropy(end_logits, ends, ignore_index=ignored)
+    return (start + end) / 2
 
 
 def init_elm_weights(module: nn.Module, std: float) -> None:
@@ -672,12 +704,73 @@ class ElmForSequenceClassification(_ElmWithHead):
         return with_logits(loss, logits, encoded)
 
 
+class ElmForQuestionAnswering(ElmPreTrainedModel):
+    """Extractive question answering (SQuAD): a linear layer on every token's last hidden state
+    gives its start and end logits, as transformers' ``...ForQuestionAnswering`` heads do; no
+    pooler (the reference loads none for SQuAD). With ``start_positions`` and ``end_positions``
+    the loss is the mean of the two cross-entropies."""
+
+    _auto_class = "AutoModelForQuestionAnswering"
+
+    def __init__(self, config: ElmConfig) -> None:
+        super().__init__(config)
+        self.num_labels = 2
+        self.elm = ElmModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.elm.embeddings.word_embeddings
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_ffn_pre_activations: bool = False,
+        output_attention_contexts: bool = False,
+        return_dict: bool | None = None,
+    ) -> ElmQuestionAnsweringOutput | tuple[torch.Tensor, ...]:
+        encoded = self.elm(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            output_ffn_pre_activations=output_ffn_pre_activations,
+            output_attention_contexts=output_attention_contexts,
+        )
+        start_logits, end_logits = self.qa_outputs(encoded.last_hidden_state).unbind(dim=-1)
+        start_logits, end_logits = start_logits.contiguous(), end_logits.contiguous()
+        out = ElmQuestionAnsweringOutput(
+            loss=span_loss(start_logits, end_logits, start_positions, end_positions),
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+            attention_outputs=encoded.attention_outputs,
+            ffn_pre_activations=encoded.ffn_pre_activations,
+            attention_contexts=encoded.attention_contexts,
+        )
+        return out if return_dict is not False else out.to_tuple()
+
+
 __all__ = [
     "ElmForCausalLM",
     "ElmForMaskedLM",
+    "ElmForQuestionAnswering",
     "ElmForSequenceClassification",
     "ElmModel",
     "ElmModelOutput",
     "ElmOutputWithLogits",
     "ElmPreTrainedModel",
+    "ElmQuestionAnsweringOutput",
 ]
