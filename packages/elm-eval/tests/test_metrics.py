@@ -106,6 +106,13 @@ def test_metric_modules_load_offline_where_hub_metrics_cannot(tmp_path) -> None:
         for name in PRIMARY_KEY:
             module = evaluate.load(str(metric_path(name)))
             out[name] = module.compute(predictions=[1, 0, 1, 1], references=[1, 0, 0, 1])
+        ref = {"id": "q", "answers": {"text": ["the Cat"], "answer_start": [0]}}
+        out["squad"] = evaluate.load(str(metric_path("squad"))).compute(
+            predictions=[{"id": "q", "prediction_text": "cat"}], references=[ref]
+        )
+        out["squad_v2"] = evaluate.load(str(metric_path("squad_v2"))).compute(
+            predictions=[{"id": "q", "prediction_text": "a cat!", "no_answer_probability": 0.0}], references=[ref]
+        )
         try:
             evaluate.load("accuracy")
             out["hub"] = "loaded"
@@ -128,6 +135,8 @@ def test_metric_modules_load_offline_where_hub_metrics_cannot(tmp_path) -> None:
     assert out["matthews_correlation"]["matthews_correlation"] == pytest.approx(
         matthews_corrcoef(references, predictions)
     )
+    assert out.pop("squad") == {"exact_match": 100.0, "f1": 100.0}  # "cat" matches "the Cat"
+    assert out.pop("squad_v2")["exact"] == 100.0
     assert out["pearson_spearman"]["pearson"] == pytest.approx(pearsonr(predictions, references)[0])
     assert out["accuracy_f1"]["accuracy_f1_mean"] == pytest.approx(
         (accuracy_score(references, predictions) + f1_score(references, predictions)) / 2

@@ -1,4 +1,5 @@
-"""Evaluators for any Hugging Face model: LM perplexity, GLUE-style tasks, latency, reports.
+"""Evaluators for any Hugging Face model: LM perplexity, GLUE-style tasks, extractive QA (SQuAD),
+latency, reports.
 
 elm-eval knows nothing of how a model was made: it takes a ``save_pretrained`` directory, a hub
 id (online), or a model object, plus a tokenizer, so found models and baselines are measured by
@@ -23,7 +24,7 @@ from elm_eval.lm import (
     causal_lm_perplexity_from_ids,
     masked_lm_perplexity,
 )
-from elm_eval.metrics import compute_metric, load_metric
+from elm_eval.metrics import compute_metric, compute_qa_metric, load_metric
 from elm_eval.onnx_export import (
     OnnxExport,
     OrtModel,
@@ -32,6 +33,28 @@ from elm_eval.onnx_export import (
     measure_onnx_latency,
     quantize_int8,
     read_export,
+)
+from elm_eval.qa import (
+    QAConfig,
+    QAFeatureConfig,
+    QAPrediction,
+    eval_features,
+    evaluate_qa_model,
+    finetune_qa,
+    postprocess,
+    score_predictions,
+    train_features,
+)
+from elm_eval.qa_data import (
+    QA_TASKS,
+    QAData,
+    QAFileSource,
+    QASplit,
+    QATaskSpec,
+    get_qa_task,
+    is_qa_task,
+    load_qa_data,
+    load_qa_task_spec,
 )
 from elm_eval.report import load_result, write_report, write_result
 from elm_eval.results import LatencyEntry, LatencyResult, LatencyStats, LMResult, TaskResult
@@ -52,6 +75,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BUILTIN_TASKS",
+    "QA_TASKS",
     "CausalLMConfig",
     "ElmEvalError",
     "EmpythySource",
@@ -67,6 +91,13 @@ __all__ = [
     "MaskingConfig",
     "OnnxExport",
     "OrtModel",
+    "QAConfig",
+    "QAData",
+    "QAFeatureConfig",
+    "QAFileSource",
+    "QAPrediction",
+    "QASplit",
+    "QATaskSpec",
     "TaskData",
     "TaskResult",
     "TaskSpec",
@@ -77,12 +108,20 @@ __all__ = [
     "causal_lm_perplexity_from_ids",
     "compare_runtimes",
     "compute_metric",
+    "compute_qa_metric",
     "count_parameters",
+    "eval_features",
+    "evaluate_qa_model",
     "evaluate_task",
     "export_onnx",
     "finetune",
+    "finetune_qa",
+    "get_qa_task",
     "get_task",
+    "is_qa_task",
     "load_metric",
+    "load_qa_data",
+    "load_qa_task_spec",
     "load_result",
     "load_task_data",
     "load_task_spec",
@@ -91,9 +130,12 @@ __all__ = [
     "measure_module_latency",
     "measure_onnx_latency",
     "peak_memory_bytes",
+    "postprocess",
     "quantize_int8",
     "read_export",
+    "score_predictions",
     "score_split",
+    "train_features",
     "with_hub_mirrors",
     "write_report",
     "write_result",

@@ -31,6 +31,7 @@ from transformers import (
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     PreTrainedModel,
@@ -88,13 +89,14 @@ def register_model_types() -> dict[str, str]:
 
 ModelSource = str | os.PathLike[str] | torch.nn.Module
 TokenizerSource = str | os.PathLike[str] | PreTrainedTokenizerBase
-Head = Literal["base", "masked-lm", "causal-lm", "sequence-classification"]
+Head = Literal["base", "masked-lm", "causal-lm", "sequence-classification", "question-answering"]
 
 _AUTO_CLASSES = {
     "base": AutoModel,
     "masked-lm": AutoModelForMaskedLM,
     "causal-lm": AutoModelForCausalLM,
     "sequence-classification": AutoModelForSequenceClassification,
+    "question-answering": AutoModelForQuestionAnswering,
 }
 
 

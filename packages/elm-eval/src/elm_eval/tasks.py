@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -245,11 +245,14 @@ BUILTIN_TASKS: dict[str, TaskSpec] = _builtin_tasks()
 GLUE_TASK_NAMES: tuple[str, ...] = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
 
 
-def with_hub_mirrors(spec: TaskSpec, mirrors: Mapping[str, str | PathLike[str]]) -> TaskSpec:
-    """``spec`` reading its hub dataset from a local copy when ``mirrors`` (hub id -> directory)
+_Spec = TypeVar("_Spec", bound=BaseModel)
+
+
+def with_hub_mirrors(spec: _Spec, mirrors: Mapping[str, str | PathLike[str]]) -> _Spec:
+    """``spec`` (a TaskSpec or a QATaskSpec) reading its hub dataset from a local copy when ``mirrors`` (hub id -> directory)
     has one, e.g. ``{"nyu-mll/glue": "/data/hf/glue"}``; any other spec unchanged. The copy is read
     by the same calls as the hub (config and split names unchanged)."""
-    source = spec.source
+    source = getattr(spec, "source", None)
     if not isinstance(source, HubSource) or source.dataset not in mirrors:
         return spec
     local = Path(mirrors[source.dataset]).expanduser()

@@ -16,6 +16,8 @@ import evaluate
 from elm_eval.errors import ElmEvalError
 
 MetricName = Literal["accuracy", "f1", "matthews_correlation", "pearson_spearman", "accuracy_f1"]
+QAMetricName = Literal["squad", "squad_v2"]
+"""Extractive question answering (elm_eval.qa): SQuAD v1.1 and v2.0, in percent like the official scripts."""
 
 #: The key of each metric's result dict that is the task's single score.
 PRIMARY_KEY: dict[str, str] = {
@@ -25,14 +27,16 @@ PRIMARY_KEY: dict[str, str] = {
     "pearson_spearman": "pearson_spearman_mean",
     "accuracy_f1": "accuracy_f1_mean",
 }
+#: The same for the question-answering metrics.
+QA_PRIMARY_KEY: dict[str, str] = {"squad": "f1", "squad_v2": "f1"}
 
 METRICS_DIR = Path(__file__).resolve().parent
 
 
 def metric_path(name: str) -> Path:
     """The module file of metric ``name``, for ``evaluate.load(str(path))``."""
-    if name not in PRIMARY_KEY:
-        raise ElmEvalError(f"unknown metric {name!r}; choose one of {sorted(PRIMARY_KEY)}")
+    if name not in PRIMARY_KEY and name not in QA_PRIMARY_KEY:
+        raise ElmEvalError(f"unknown metric {name!r}; choose one of {sorted(PRIMARY_KEY | QA_PRIMARY_KEY)}")
     return METRICS_DIR / f"{name}.py"
 
 
@@ -52,3 +56,19 @@ def compute_metric(
     assert values is not None  # a metric that computes always returns a dict on the main process
     values = {key: float(value) for key, value in values.items()}
     return values[PRIMARY_KEY[name]], values
+
+
+def compute_qa_metric(
+    name: str, predictions: list[dict], references: list[dict], **kwargs: float
+) -> tuple[float, dict[str, float]]:
+    """Compute a SQuAD metric (``squad`` or ``squad_v2``) on records in the hub metrics' format
+    (``{id, prediction_text[, no_answer_probability]}`` and ``{id, answers: {text, answer_start}}``);
+    return its F1 and every value it reports."""
+    if name not in QA_PRIMARY_KEY:
+        raise ElmEvalError(f"unknown question-answering metric {name!r}; choose squad or squad_v2")
+    if not references:
+        raise ElmEvalError(f"cannot compute {name!r} on an empty split")
+    values = load_metric(name).compute(predictions=predictions, references=references, **kwargs)
+    assert values is not None
+    values = {key: float(value) for key, value in values.items()}
+    return values[QA_PRIMARY_KEY[name]], values
