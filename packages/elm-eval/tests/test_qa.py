@@ -291,3 +291,86 @@ def test_squad_json_layout_and_hub_names(tmp_path):
     assert elm_eval.get_qa_task("squad").metric == "squad" and elm_eval.is_qa_task("squad_v2")
     mirrored = elm_eval.with_hub_mirrors(elm_eval.get_qa_task("squad"), {"rajpurkar/squad": tmp_path})
     assert mirrored.source.dataset == str(tmp_path)
+
+
+# --- the command line, any model ------------------------------------------------------------------
+
+
+def _write_qa_files(folder, sentences, version="v1"):
+    """Rows in the conftest vocabulary: the answer is the word after 'the'/'a' (or none, v2)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, seed, n in (("train", 0, 24), ("dev", 1, 12)):
+        rows = []
+        for i, text in enumerate(sentences(n, seed)):
+            words = text.split()
+            answers = {"text": [words[-1]], "answer_start": [text.rindex(words[-1])]}
+            if version == "v2" and i % 3 == 0:
+                answers = {"text": [], "answer_start": []}
+            rows.append(
+                {"id": f"{split}{i}", "context": text, "question": "what is last ?", "answers": answers}
+            )
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {
+        "name": "toy-qa",
+        "version": version,
+        "source": {"kind": "files", "train": "train.jsonl", "validation": "dev.jsonl"},
+    }
+    (folder / "spec.yaml").write_text(json.dumps(spec))
+    return folder / "spec.yaml"
+
+
+@pytest.mark.parametrize(("model", "version"), [("mlm", "v1"), ("elm-mlm", "v2")])
+def test_qa_command_fine_tunes_any_model_and_writes_a_result(tmp_path, model_dirs, sentences, model, version):
+    from elm_eval.cli import main
+    from elm_eval.report import load_result
+
+    if model not in model_dirs:
+        pytest.skip("no package registers model_type elm here")
+    spec = _write_qa_files(tmp_path / "data", sentences, version)
+    out = tmp_path / "out"
+    argv = [
+        "qa",
+        "--model",
+        str(model_dirs[model]),
+        "--task-spec",
+        str(spec),
+        "--epochs",
+        "1",
+        "--max-length",
+        "32",
+    ]
+    argv += [
+        "--doc-stride",
+        "8",
+        "--max-query-length",
+        "8",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    (path,) = out.glob("*.json")
+    result = load_result(path)
+    assert result.metric == ("squad" if version == "v1" else "squad_v2") and result.task == "toy-qa"
+    assert 0.0 <= result.score <= 100.0 and result.num_validation_examples == 12
+    assert result.score == result.validation_metrics["f1"]
+    if version == "v2":
+        assert result.validation_metrics["NoAns_total"] == 4 and "null_threshold" in result.validation_metrics
+
+
+def test_qa_command_reports_bad_rows_in_one_line(tmp_path, model_dirs, sentences, capsys):
+    from elm_eval.cli import main
+
+    spec = _write_qa_files(tmp_path / "data", sentences)
+    rows = (tmp_path / "data" / "dev.jsonl").read_text().splitlines()
+    bad = json.loads(rows[2])
+    bad["answers"]["answer_start"] = [0]
+    rows[2] = json.dumps(bad)
+    (tmp_path / "data" / "dev.jsonl").write_text("\n".join(rows) + "\n")
+    assert main(["qa", "--model", str(model_dirs["mlm"]), "--task-spec", str(spec), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("elm-eval qa: error: ") and "dev.jsonl, line 3: answer" in err and "\n" not in err
+    assert main(["qa", "--model", str(model_dirs["mlm"]), "--task", "squad", "--doc-stride", "400"]) == 2
+    assert "doc_stride" in capsys.readouterr().err

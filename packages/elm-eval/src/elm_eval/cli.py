@@ -1,4 +1,8 @@
-"""The ``elm-eval`` command: ``lm``, ``task``, ``latency``, ``onnx`` and ``report`` subcommands.
+"""The ``elm-eval`` command: ``lm``, ``task``, ``qa``, ``latency``, ``onnx`` and ``report`` subcommands.
+
+``qa`` is its own command rather than a kind of ``task``: a QA task's rows, model head,
+features (windows over the context), post-processing and metric all differ from a sentence
+classifier's, so it has its own spec (:class:`elm_eval.QATaskSpec`) and options.
 
 Options left out fall back to the pydantic config defaults, so defaults live in one place. Bad
 input (missing or unreadable files, unknown columns, label mismatches, empty data, invalid settings,
@@ -157,6 +161,45 @@ def _run_task(args: argparse.Namespace) -> None:
     _emit(result, args.out)
 
 
+def _run_qa(args: argparse.Namespace) -> None:
+    from elm_eval.qa import QAConfig, finetune_qa
+    from elm_eval.qa_data import get_qa_task, load_qa_task_spec
+
+    if (args.task is None) == (args.task_spec is None):
+        raise ElmEvalError("give exactly one of --task squad|squad_v2 or --task-spec FILE")
+    _positive(args, "max_train", "max_validation")
+    fields = {
+        name: name
+        for name in (
+            "epochs",
+            "learning_rate",
+            "batch_size",
+            "max_length",
+            "doc_stride",
+            "max_query_length",
+            "max_answer_length",
+            "n_best",
+            "seed",
+            "device",
+        )
+    }
+    config = _config(
+        QAConfig, args, fields, progress=not args.no_progress, trust_remote_code=args.trust_remote_code
+    )
+    _check_out(args)
+    if args.save_model is not None:
+        _check_save_model(args.save_model, [args.model, args.tokenizer], args.overwrite)
+    spec = get_qa_task(args.task) if args.task else load_qa_task_spec(args.task_spec)
+    spec = spec.capped(args.max_train, args.max_validation)
+    result, model = finetune_qa(args.model, args.tokenizer or args.model, spec, config, name=args.name)
+    if args.save_model is not None:
+        try:
+            model.save_pretrained(args.save_model)
+        except OSError as exc:
+            raise ElmEvalError(f"--save-model {args.save_model}: cannot save: {one_line(exc)}") from None
+    _emit(result, args.out)
+
+
 def _run_latency(args: argparse.Namespace) -> None:
     from elm_eval.latency import LatencyConfig, measure_latency
 
@@ -292,6 +335,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="let --save-model replace a model saved there earlier"
     )
     task.set_defaults(run=_run_task)
+
+    qa = sub.add_parser("qa", help="fine-tune extractive question answering (SQuAD) and score EM/F1")
+    model_options(qa)
+    qa.add_argument("--tokenizer", help="tokenizer directory or hub id (default: the model's; a fast one)")
+    qa.add_argument("--task", help="predefined task: squad (v1.1) or squad_v2")
+    qa.add_argument("--task-spec", type=Path, help="YAML/JSON QATaskSpec file (local JSON/JSON-lines data)")
+    qa.add_argument("--max-train", type=int, help="cap the train split (seeded subset of questions)")
+    qa.add_argument("--max-validation", type=int, help="cap the validation split")
+    qa.add_argument("--epochs", type=int)
+    qa.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float)
+    qa.add_argument("--batch-size", type=int)
+    qa.add_argument("--max-length", type=int, help="tokens per window (default 384)")
+    qa.add_argument("--doc-stride", type=int, help="tokens two windows of one context share (default 128)")
+    qa.add_argument("--max-query-length", type=int, help="questions are cut to this many tokens (default 64)")
+    qa.add_argument("--max-answer-length", type=int, help="longest answer in tokens (default 30)")
+    qa.add_argument("--n-best", type=int, help="candidate spans kept per question (default 20)")
+    qa.add_argument("--seed", type=int)
+    qa.add_argument(
+        "--save-model", type=Path, help="save the fine-tuned model here (never the input model's folder)"
+    )
+    qa.add_argument(
+        "--overwrite", action="store_true", help="let --save-model replace a model saved there earlier"
+    )
+    qa.set_defaults(run=_run_qa)
 
     latency = sub.add_parser("latency", help="median latency and peak memory over batch sizes x lengths")
     model_options(latency)

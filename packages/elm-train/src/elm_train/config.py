@@ -507,6 +507,38 @@ class TaskOverrides(_Section):
     teacher_lr: float | None = Field(default=None, gt=0, le=1.0)
 
 
+class QATaskSettings(_Section):
+    """The extractive question-answering tasks (``squad``, ``squad_v2``): windows, answers and the
+    prediction loss. Token counts as transformers' ``run_qa`` (``doc_stride``: tokens two windows
+    of one context share)."""
+
+    max_seq_length: PositiveInt = 384
+    doc_stride: PositiveInt = 128
+    max_query_length: PositiveInt = 64
+    max_answer_length: PositiveInt = 30
+    n_best: PositiveInt = 20
+    logits_loss: str = "soft_ce"
+    """Between the student's and the teacher's start and end logits (each a distribution over the
+    window's tokens); the reference: soft cross-entropy at temperature 1."""
+    logits_params: dict[str, bool | int | float] = {}
+    """Keyword parameters of ``logits_loss``, e.g. ``{temperature: 2.0}``."""
+
+    _logits_loss_registered = field_validator("logits_loss")(_registered_loss)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        try:
+            LOSSES.check_params(self.logits_loss, self.logits_params)
+        except ValueError as err:
+            raise ValueError(f"tasks.qa.logits_params: {err}") from None
+        if self.max_query_length + 4 + self.doc_stride > self.max_seq_length:
+            raise ValueError(
+                f"tasks.qa: max_query_length {self.max_query_length} + doc_stride {self.doc_stride} + "
+                f"special tokens leave no new context in a window of max_seq_length {self.max_seq_length}"
+            )
+        return self
+
+
 class TaskStageConfig(_Section):
     """Task fine-tuning (METHOD.md section 4, step 5b): the teacher on the labels, then each student
     by distillation from it, keeping the best validation checkpoint."""
@@ -563,6 +595,9 @@ class TaskStageConfig(_Section):
     """Teacher layer for each student layer: last or first of each group, or an explicit list."""
     glue_submission: bool = True
     """For GLUE tasks, write each student's test-set predictions in the GLUE server's layout."""
+    qa: QATaskSettings = QATaskSettings()
+    """Settings of the question-answering tasks (``squad``, ``squad_v2``); ``max_seq_length`` above
+    is the classification tasks'."""
 
     _logits_loss_registered = field_validator("logits_loss")(_registered_loss)
 
@@ -609,7 +644,7 @@ class TaskStageConfig(_Section):
         seen: dict[str, str] = {}
         for key in value:
             try:
-                canonical = elm_eval.get_task(key).name
+                canonical = _canonical_task(key)
             except elm_eval.ElmEvalError as err:
                 raise ValueError(str(err)) from None
             if canonical in seen:
@@ -647,10 +682,17 @@ class TaskStageConfig(_Section):
         return resolved
 
 
+def _canonical_task(name: str) -> str:
+    """elm-eval's name of a task, a question-answering one (``squad``, ``squad_v2``) included."""
+    if elm_eval.is_qa_task(name):
+        return elm_eval.get_qa_task(name).name
+    return elm_eval.get_task(name).name
+
+
 def _task_key(name: str) -> str:
     """elm-eval's name of a task (``SST-2`` and ``sst_2`` are ``sst2``); other names lower-cased."""
     try:
-        return elm_eval.get_task(name).name
+        return _canonical_task(name)
     except elm_eval.ElmEvalError:
         return name.lower()
 
@@ -810,9 +852,15 @@ class RunConfig(_Section):
                 )
         for task in self.task_names:
             try:
-                elm_eval.get_task(task)
+                _canonical_task(task)
             except elm_eval.ElmEvalError as err:
                 raise ValueError(f"tasks.tasks: {err}") from None
+        qa_length = self.tasks.qa.max_seq_length
+        if any(elm_eval.is_qa_task(task) for task in self.task_names) and qa_length > positions:
+            raise ValueError(
+                f"tasks.qa.max_seq_length={qa_length} is longer than the models' {positions} positions "
+                "(space max_positions; raise it in space_overrides, or shorten this)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -905,7 +953,7 @@ class RunConfig(_Section):
     def multitask_task_names(self) -> list[str]:
         if self.multitask.tasks is not None:
             return list(self.multitask.tasks)
-        return self.task_names
+        return [name for name in self.task_names if not elm_eval.is_qa_task(name)]  # GLUE-style only
 
     @property
     def causal(self) -> bool:

@@ -333,12 +333,12 @@ class TaskTraining(TrainLoop):
         self.stage = f"tasks.{name}"
         self.spec = spec
         hidden = teacher is not None and bool(settings.hidden_terms())
-        self.teacher = TaskTeacher(teacher, tap=hidden) if teacher is not None else None
+        self.teacher = self.make_teacher(teacher, hidden) if teacher is not None else None
         objective = None
         if hidden:
             assert self.teacher is not None
             objective = task_kd_loss(settings, model, self.teacher.width, self.teacher.num_layers)
-        self.module = TaskKD(model, spec.task_type == "regression", settings, objective)
+        self.module = self.make_module(model, settings, objective)
         super().__init__(
             self.module,
             train,
@@ -358,6 +358,21 @@ class TaskTraining(TrainLoop):
         self.best: dict[str, Any] | None = None
         """The best evaluation so far (its model is in ``best_dir``)."""
 
+    def make_teacher(self, teacher: PreTrainedModel, tap: bool) -> TaskTeacher:
+        """The frozen teacher's wrapper (a subclass for another kind of head overrides this)."""
+        return TaskTeacher(teacher, tap=tap)
+
+    def make_module(
+        self, model: PreTrainedModel, settings: TaskStageConfig, objective: DistillationLoss | None
+    ) -> nn.Module:
+        """The module the engine trains: the model and its loss."""
+        return TaskKD(model, self.spec.task_type == "regression", settings, objective)
+
+    def score_validation(self) -> dict[str, Any]:
+        """``{"score": ..., "values": {...}}`` of the model on the validation split."""
+        assert self.validation is not None
+        return score(self.module.model, self.validation, self.spec, self.pad_id)
+
     def micro_loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         return self.engine(batch, self.teacher(batch) if self.teacher is not None else None)
 
@@ -371,7 +386,7 @@ class TaskTraining(TrainLoop):
     def evaluate(self, steps_done: int) -> dict[str, Any]:
         """Score the model on the validation split; save it to ``best_dir`` if it is the best yet."""
         assert self.validation is not None
-        result = score(self.module.model, self.validation, self.spec, self.pad_id)  # every rank (ZeRO-3)
+        result = self.score_validation()  # every rank (ZeRO-3)
         # rank 0's numbers on every rank: kernels may differ in the last bit, the choice must not
         record = dist.broadcast_object(
             {"step": steps_done, "score": result["score"], "values": result["values"]}

@@ -70,6 +70,16 @@ GLUE_SPLITS: dict[str, dict[str, int]] = {
 }
 """Rows per split of ``nyu-mll/glue`` (its dataset card)."""
 GLUE_DATASET = "nyu-mll/glue"
+SQUAD_SPLITS: dict[str, dict[str, int]] = {
+    "rajpurkar/squad": {"train": 87_599, "validation": 10_570},
+    "rajpurkar/squad_v2": {"train": 130_319, "validation": 11_873},
+}
+"""Questions per split of SQuAD v1.1 and v2.0 (their dataset cards); a question whose context is
+longer than a window gives more than one training window, so steps are a lower bound."""
+
+
+def _task_spec(name: str) -> elm_eval.TaskSpec | elm_eval.QATaskSpec:
+    return elm_eval.get_qa_task(name) if elm_eval.is_qa_task(name) else elm_eval.get_task(name)
 
 
 @dataclass
@@ -453,7 +463,7 @@ def _retrain(ctx: _Context, plan: StagePlan) -> None:
 
 def _task_rows(ctx: _Context, name: str) -> tuple[int | None, int | None, str]:
     """(train, validation) examples of a task before the caps, and where the numbers come from."""
-    spec = elm_eval.get_task(name)
+    spec = _task_spec(name)
     source = spec.source
     mirror = ctx.config.hub_mirrors.get(source.dataset) if isinstance(source, elm_eval.HubSource) else None
     if isinstance(source, elm_eval.HubSource) and mirror is not None:
@@ -463,8 +473,14 @@ def _task_rows(ctx: _Context, name: str) -> tuple[int | None, int | None, str]:
     if isinstance(source, elm_eval.HubSource) and source.dataset == GLUE_DATASET:
         sizes = GLUE_SPLITS.get(str(source.config), {})
         return sizes.get(source.splits["train"]), sizes.get(source.splits["validation"]), "documented"
+    if isinstance(source, elm_eval.HubSource) and source.dataset in SQUAD_SPLITS:
+        sizes = SQUAD_SPLITS[source.dataset]
+        return sizes["train"], sizes["validation"], "documented; windows: more"
     if isinstance(source, elm_eval.HubSource):
         return None, None, "unknown until downloaded"
+    if isinstance(spec, elm_eval.QATaskSpec):
+        qa = elm_eval.load_qa_data(spec)
+        return len(qa.train), len(qa.validation), "counted"
     data = elm_eval.load_task_data(spec)
     return len(data.train), len(data.validation), "counted"
 
@@ -506,7 +522,8 @@ def _tasks(ctx: _Context, plan: StagePlan) -> None:
             math.ceil(student / task.eval_every) + 1 if task.eval_every else int(task.epochs or 1)
         )
         total_steps += steps
-        total_tokens += (steps * batch + evaluations * (valid or 0)) * cfg.max_seq_length
+        length = cfg.qa.max_seq_length if elm_eval.is_qa_task(name) else cfg.max_seq_length
+        total_tokens += (steps * batch + evaluations * (valid or 0)) * length
         parts.append(
             f"{name}: {train:,} training examples ({how}); steps: teacher {teacher:,}, students {students} x {student:,}"
         )
@@ -611,15 +628,18 @@ def _downloads(ctx: _Context) -> list[Download]:
             add("teacher", name, "", text)
     datasets_: dict[str, list[str]] = {}
     for name in config.task_names:
-        source = elm_eval.get_task(name).source
-        if isinstance(source, elm_eval.HubSource):
+        source = _task_spec(name).source
+        if isinstance(source, elm_eval.HubSource) and source.dataset in SQUAD_SPLITS:
+            datasets_.setdefault(source.dataset, [])
+        elif isinstance(source, elm_eval.HubSource):
             datasets_.setdefault(source.dataset, []).append(str(source.config))
             if source.config == "mnli" and config.tasks.glue_submission:
                 datasets_[source.dataset].append("ax")  # the diagnostic set the MNLI model predicts
     for dataset, configs in datasets_.items():
         rows = sum(sum(GLUE_SPLITS.get(c, {}).values()) for c in configs) if dataset == GLUE_DATASET else 0
+        rows = rows or sum(SQUAD_SPLITS.get(dataset, {}).values())
         size = f"{rows:,} rows" if rows else "size not documented here"
-        add("tasks", dataset, f" ({', '.join(configs)})", size)
+        add("tasks", dataset, f" ({', '.join(configs)})" if configs else "", size)
     return out
 
 

@@ -21,6 +21,7 @@ from elm_train import glue_submission
 from elm_train.checkpoint import write_json_atomic
 from elm_train.config import TaskStageConfig
 from elm_train.pipeline.mismatched import score_mismatched
+from elm_train.pipeline.qa_tasks import run_qa_task
 from elm_train.pipeline.task_models import load_task, train_task_model
 from elm_train.task_distill import task_deepspeed
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 
 def run_task(run: Run, name: str) -> list[TaskResult]:
+    if elm_eval.is_qa_task(name):  # squad, squad_v2: their own features, head and scores
+        return run_qa_task(run, name)
     cfg = run.config.tasks
     plan = cfg.for_task(name)
     layout = run.layout
