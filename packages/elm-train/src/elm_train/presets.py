@@ -16,6 +16,7 @@ from elm_train.config import (
     MonitorConfig,
     MultitaskStageConfig,
     OptimConfig,
+    QATaskSettings,
     RetrainStageConfig,
     RunConfig,
     SearchStageConfig,
@@ -212,7 +213,14 @@ def _paper(space: str) -> RunConfig:
             optim=OptimConfig(lr=5e-5, epochs=10),
             batch_size=32,  # 8 per GPU x 4 GPUs
             eval_every=50,
-            per_task={"cola": {"epochs": 50}, "qqp": {"eval_every": 250}},
+            per_task={
+                "cola": {"epochs": 50},
+                "qqp": {"eval_every": 250},
+                # SQuAD (add squad / squad_v2 to tasks to run them): the reference's lr and epochs
+                "squad": {"epochs": 10, "lr": 1e-4},
+                "squad_v2": {"epochs": 10, "lr": 1e-4},
+            },
+            qa=QATaskSettings(max_seq_length=384, doc_stride=32, max_query_length=64),
             label_weight=0.0,  # the students learn from the teacher alone
             logits_loss="dist",
             regression_target="gold",  # STS-B: MSE to the gold score
