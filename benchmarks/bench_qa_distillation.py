@@ -25,7 +25,7 @@ from pathlib import Path
 import _common
 import datasets
 import torch
-from transformers import AutoTokenizer
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer, PreTrainedModel
 
 import elm_eval
 from elm_eval.qa_standin import write_hub_copy
@@ -36,6 +36,13 @@ from elm_train.qa_distill import QATaskTraining, QAValidation, encode_train, qa_
 from elm_train.teacher import resolve
 
 NAME = "qa_distillation"
+
+
+def bottom_of_teacher(source: str, layers: int, seed: int) -> PreTrainedModel:
+    """The pretrained MiniLM's embedding and first ``layers`` layers, a new QA head (seeded): a
+    student that starts from pretrained weights, as the pipeline's retrained students do."""
+    torch.manual_seed(seed)
+    return AutoModelForQuestionAnswering.from_pretrained(source, num_hidden_layers=layers)
 
 
 def student(vocab: int, positions: int, seed: int) -> ElmForQuestionAnswering:
@@ -82,11 +89,21 @@ def main() -> None:
     p.add_argument("--teacher-lr", type=float, default=2e-4)
     p.add_argument("--student-epochs", type=int, default=6)
     p.add_argument("--student-lr", type=float, default=5e-4)
+    p.add_argument(
+        "--student-init",
+        choices=["scratch", "teacher-layers"],
+        default="scratch",
+        help="scratch: the ELM student, random; teacher-layers: MiniLM's first --student-layers layers",
+    )
+    p.add_argument("--student-layers", type=int, default=2)
+    p.add_argument(
+        "--teacher-dir", type=Path, help="a QA teacher fine-tuned by an earlier run (skips its training)"
+    )
     args = p.parse_args()
     if args.smoke:
         args.train, args.validation, args.teacher_epochs, args.student_epochs = 64, 32, 1, 1
     machine = _common.machine(args.threads)
-    out = _common.output_path(args, f"{NAME}_{args.version}")
+    out = _common.output_path(args, f"{NAME}_{args.version}_{args.student_init}")
     work = Path(tempfile.mkdtemp(prefix="qa-bench-"))
     datasets.config.HF_DATASETS_CACHE = work / "cache"
     task = "squad" if args.version == "v1" else "squad_v2"
@@ -119,7 +136,9 @@ def main() -> None:
                 "batch": 16,
             },
             "student": {
-                "arch": "3 x BERT(128, ffn 512, 2 heads), random init",
+                "arch": "3 x BERT(128, ffn 512, 2 heads), random init"
+                if args.student_init == "scratch"
+                else f"MiniLM-L6's embedding and first {args.student_layers} layers (384 wide), new QA head",
                 "lr": args.student_lr,
                 "epochs": args.student_epochs,
                 "batch": 16,
@@ -132,25 +151,25 @@ def main() -> None:
         },
         "runs": [],
     }
-    teacher = qa_model(source, seed=0)
-    result["teacher"] = train(
-        "teacher",
-        teacher,
-        None,
-        rows,
-        validation,
-        settings,
-        OptimConfig(lr=args.teacher_lr, epochs=args.teacher_epochs),
-        0,
-        work,
-    )
-    best_teacher = qa_model(work / "teacher" / "best", seed=0).eval()
+    if args.teacher_dir is None:
+        teacher = qa_model(source, seed=0)
+        optim = OptimConfig(lr=args.teacher_lr, epochs=args.teacher_epochs)
+        result["teacher"] = train("teacher", teacher, None, rows, validation, settings, optim, 0, work)
+        teacher_dir = work / "teacher" / "best"
+    else:
+        teacher_dir = args.teacher_dir
+        value = validation.score(qa_model(teacher_dir, seed=0).eval())
+        result["teacher"] = {"from": str(teacher_dir), "f1": value["score"], "values": value["values"]}
+    best_teacher = qa_model(teacher_dir, seed=0).eval()
     print("teacher", result["teacher"])
     for seed in args.seeds:
         optim = OptimConfig(lr=args.student_lr, epochs=args.student_epochs)
         run = {"seed": seed}
         for label, who in (("labels only", None), ("distilled", best_teacher)):
-            model = student(len(tokenizer), 128, seed)
+            if args.student_init == "scratch":
+                model = student(len(tokenizer), 128, seed)
+            else:
+                model = bottom_of_teacher(source, args.student_layers, seed)
             run[label] = train(
                 f"{label.replace(' ', '-')}-{seed}", model, who, rows, validation, settings, optim, seed, work
             )
@@ -163,7 +182,9 @@ def summary(result, args, data) -> str:
     lines = [
         f"Task: PTB SQuAD {args.version} stand-in, {len(data.train)} train / {len(data.validation)} dev examples.",
         "",
-        f"Teacher (MiniLM-L6 + QA head, {args.teacher_epochs} epochs): dev F1 {result['teacher']['f1']:.1f}, "
+        f"Teacher (MiniLM-L6 + QA head, {args.teacher_epochs} epochs"
+        f"{', fine-tuned by an earlier run: ' + result['teacher']['from'] if 'from' in result['teacher'] else ''}): "
+        f"dev F1 {result['teacher']['f1']:.1f}, "
         f"values {', '.join(f'{k} {v:.1f}' for k, v in result['teacher']['values'].items())}",
         "",
         "| seed | labels only F1 | distilled F1 | labels only EM | distilled EM |",

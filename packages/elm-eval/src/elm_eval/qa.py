@@ -413,7 +413,9 @@ def predict_logits(
     was_training = model.training
     model.eval()
     keys = [k for k in features.inputs if k in ("input_ids", "attention_mask", "token_type_ids")]
-    collate = DataCollatorWithPadding(_fast(tokenizer), return_tensors="pt")
+    tokenizer = _fast(tokenizer)
+    collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+    left = tokenizer.padding_side == "left"
     starts: list[np.ndarray] = []
     ends: list[np.ndarray] = []
     order = list(range(len(features)))
@@ -424,8 +426,9 @@ def predict_logits(
             zip(out.start_logits.float().cpu(), out.end_logits.float().cpu(), strict=True)
         ):
             n = int(lengths[row]) if lengths is not None else s.shape[0]
-            starts.append(s[:n].numpy())
-            ends.append(e[:n].numpy())
+            keep = slice(s.shape[0] - n, None) if left else slice(0, n)  # the window's own tokens
+            starts.append(s[keep].numpy())
+            ends.append(e[keep].numpy())
     model.train(was_training)
     return starts, ends
 
