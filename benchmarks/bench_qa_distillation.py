@@ -58,7 +58,7 @@ def train(name, model, teacher, train_rows, validation, settings, optim, seed, o
         model,
         teacher,
         train_rows,
-        validation.split_spec,
+        elm_eval.get_qa_task(validation.metric),  # the spec TaskTraining records (QA: its metric)
         settings,
         optim,
         DeepSpeedConfig(micro_batch_size=16),
@@ -116,7 +116,6 @@ def main() -> None:
     settings = TaskStageConfig(qa=qa)
     rows = encode_train(tokenizer, data.train, qa)
     validation = QAValidation.build(tokenizer, data.validation, qa, spec.metric)
-    validation.split_spec = spec  # type: ignore[attr-defined]  (what TaskTraining records as its spec)
 
     result = {
         **_common.provenance(NAME, args, machine),
