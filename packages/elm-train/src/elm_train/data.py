@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -41,6 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasets.arrow_writer import ArrowWriter
+from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
@@ -464,20 +466,39 @@ def _ids_features(dtype: str) -> datasets.Features:
 
 
 class _Encoder:
-    """The tokenizer over a batch of documents, as ``Dataset.map`` calls it (in worker processes).
+    """The tokenizer over a batch of documents, as ``Dataset.map`` calls it (in worker processes),
+    giving each document's ids as an Arrow list of ``dtype``.
 
-    Documents longer than the model's maximum are expected (packing cuts them), so the
-    tokenizer's warning about them is marked as given."""
+    A fast tokenizer's Rust backend is called as the tokenizer's own ``__call__`` calls it (no
+    truncation, no padding, no special tokens) but without building the offsets and tokens it
+    would throw away; documents longer than the model's maximum are expected (packing cuts them),
+    so no warning about them is given. A slow tokenizer is called as it is, its warning marked as
+    given."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, dtype: str) -> None:
         self.tokenizer = tokenizer
-        self.tokenizer.deprecation_warnings[_LONG_WARNING] = True
+        self.dtype = dtype
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self.backend = None
+        if backend is not None:
+            self.backend = Tokenizer.from_str(backend.to_str())
+            self.backend.no_truncation()
+            self.backend.no_padding()
+            self.backend.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
+        else:
+            self.tokenizer.deprecation_warnings[_LONG_WARNING] = True
 
-    def __call__(self, texts: list[str]) -> dict[str, list[list[int]]]:
-        encoded = self.tokenizer(
-            texts, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False
-        )
-        return {IDS: encoded["input_ids"]}
+    def __call__(self, texts: list[str]) -> pa.Table:
+        if self.backend is not None:
+            ids = [e.ids for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
+        else:
+            ids = self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=self.dtype, count=int(offsets[-1]))
+        # an Arrow table, which map writes as it is: no Python list of every id
+        return pa.table({IDS: pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(flat))})
 
 
 @dataclass
@@ -538,7 +559,7 @@ class Streamer:
         figures = Figures(**state.get("figures", {}))
         packer = Packer.for_tokenizer(self.tokenizer, self.block_size, self.masked)
         packer.carry = np.asarray(state["carry"], dtype=np.int64)
-        encoder = _Encoder(self.tokenizer)
+        encoder = _Encoder(self.tokenizer, dtype)
         total = sum(len(s) for s in segments)
         bar = tqdm(
             total=total,
