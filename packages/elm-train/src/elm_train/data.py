@@ -46,6 +46,7 @@ from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from elm_train import faults
 from elm_train.config import DataConfig, DataSource, source_field
 from elm_train.errors import ElmTrainError
 from elm_train.fsio import atomic_directory, remove_tree, write_json_atomic
@@ -664,6 +665,7 @@ class Streamer:
                 if cap is not None and so_far + made >= cap:
                     break
             writer.finalize()
+        faults.maybe_crash("data-shard")
         if made:
             os.replace(partial, work / name)
         else:

@@ -9,6 +9,7 @@ its ``done.json`` and the report."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,8 @@ def execute(run: Run) -> dict[str, Any]:
     if not (run.layout.blocks / "dataset_dict.json").is_file():
         cfg = run.config
         start = time.perf_counter()
+        # rank 0 builds the blocks while the other ranks of its node wait: it takes their cores
+        processes = torch.get_num_threads() * int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         _, made = data.stream_blocks(
             cfg.data,
             run.tokenizer,
@@ -50,7 +53,7 @@ def execute(run: Run) -> dict[str, Any]:
             run.layout.blocks,
             cfg.hub_mirrors,
             cfg.seed,
-            num_proc=torch.get_num_threads(),
+            num_proc=processes,
         )
         info["figures"] = {
             "documents": made.documents,
@@ -58,7 +61,7 @@ def execute(run: Run) -> dict[str, Any]:
             "tokens": made.tokens,
             "blocks": made.blocks,
             "seconds": round(time.perf_counter() - start, 2),
-            "processes": torch.get_num_threads(),
+            "processes": processes,
             **data.peak_memory_mb(),
         }
         run.metrics.log("data", event="blocks_built", **info["figures"])
