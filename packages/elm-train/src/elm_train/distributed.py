@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 
-
 TIMEOUT_ENV = "ELM_TRAIN_DIST_TIMEOUT_S"
 """Seconds a collective waits before the process group fails it (torch's default: 30 minutes);
 a rank-0 stage does not wait at a collective (see ``pipeline.runner``), so this rarely matters."""
