@@ -546,6 +546,8 @@ class Streamer:
     masked: bool
     num_proc: int = 1
     progress: bool = True
+    seen: Figures = field(default_factory=lambda: Figures())
+    """Documents and tokens read by every stream so far: how a cap's first chunk is sized."""
 
     def blocks(
         self, segments: Sequence[datasets.Dataset], cap: int | None, work: Path, label: str
@@ -588,6 +590,7 @@ class Streamer:
             for path in {f["filename"] for f in ids.cache_files}:
                 remove_tree(Path(path))
             figures.add(Figures(stop - start, _text_bytes(chunk), tokens, made))
+            self.seen.add(Figures(stop - start, 0, tokens, 0))
             figures.seconds = time.perf_counter() - began
             segment, start = (segment, stop) if stop < len(docs) else (segment + 1, 0)
             full = cap is not None and figures.blocks >= cap
@@ -616,8 +619,11 @@ class Streamer:
         """Documents to read next: a shard's worth, or under a cap about what fills it."""
         if cap is None:
             return SHARD_DOCUMENTS
+        known = figures if figures.documents else self.seen
+        if not known.documents:
+            return BATCH_DOCUMENTS  # a first batch tells how long the documents are
         needed = (cap - figures.blocks) * packer.body - len(packer.carry)
-        per_document = figures.tokens / figures.documents if figures.documents else 64.0
+        per_document = known.tokens / known.documents
         guess = math.ceil(1.1 * needed / max(per_document, 1.0)) + 16
         return max(BATCH_DOCUMENTS, min(SHARD_DOCUMENTS, guess))
 
@@ -894,10 +900,14 @@ def stream_blocks(
         remove_tree(work)  # made for another config or tokenizer: start over
     work.mkdir(parents=True, exist_ok=True)
     write_json_atomic(key_file, key)
-    with _parallel_by_processes(num_proc):
-        splits, figures = _build(cfg, tokenizer, masked, mirrors, seed, work, num_proc, progress)
-    for split, ds in splits.items():
-        check_blocks(ds, split, cfg)
+    try:
+        with _parallel_by_processes(num_proc):
+            splits, figures = _build(cfg, tokenizer, masked, mirrors, seed, work, num_proc, progress)
+        for split, ds in splits.items():
+            check_blocks(ds, split, cfg)
+    except DataError:
+        remove_tree(work)  # a bad corpus fails the same way again: nothing to resume
+        raise
     with atomic_directory(target) as tmp:
         datasets.DatasetDict(splits).save_to_disk(str(tmp), max_shard_size="512MB")
     remove_tree(work)
