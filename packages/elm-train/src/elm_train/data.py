@@ -64,9 +64,12 @@ TEXT = "text"
 IDS = "input_ids"
 BATCH_DOCUMENTS = 1000
 """Documents per tokenizer call (and per Arrow write): the unit that bounds memory."""
+CHUNK_BYTES = 64_000_000
+"""Text per chunk of an uncapped split: tokenised by a pool of processes, packed, written as one
+shard. The workers map the chunk's text, so it bounds their memory (and a resume redoes at most
+one chunk)."""
 SHARD_DOCUMENTS = 100_000
-"""Documents per chunk of an uncapped split: tokenised by a pool of processes, packed, written
-as one shard (Wikipedia's average article makes that about 300 MB of text)."""
+"""The most documents in a chunk (a corpus of short lines: 100,000 PTB sentences are 12 MB)."""
 WORK_VERSION = 1
 """Bumped when the work directory's layout changes, so that no resume reads an older one."""
 TEXT_FEATURES = datasets.Features({TEXT: datasets.Value("string")})
@@ -589,8 +592,9 @@ class Streamer:
             )
             for path in {f["filename"] for f in ids.cache_files}:
                 remove_tree(Path(path))
+            text_before = figures.text_bytes
             figures.add(Figures(stop - start, _text_bytes(chunk), tokens, made))
-            self.seen.add(Figures(stop - start, 0, tokens, 0))
+            self.seen.add(Figures(stop - start, figures.text_bytes - text_before, tokens, 0))
             figures.seconds = time.perf_counter() - began
             segment, start = (segment, stop) if stop < len(docs) else (segment + 1, 0)
             full = cap is not None and figures.blocks >= cap
@@ -616,12 +620,13 @@ class Streamer:
         return (files[0] if len(files) == 1 else datasets.concatenate_datasets(files)), figures
 
     def _chunk(self, cap: int | None, figures: Figures, packer: Packer) -> int:
-        """Documents to read next: a shard's worth, or under a cap about what fills it."""
-        if cap is None:
-            return SHARD_DOCUMENTS
+        """Documents to read next: about CHUNK_BYTES of text, or under a cap about what fills it."""
         known = figures if figures.documents else self.seen
         if not known.documents:
             return BATCH_DOCUMENTS  # a first batch tells how long the documents are
+        if cap is None:
+            per_document = known.text_bytes / known.documents
+            return max(BATCH_DOCUMENTS, min(SHARD_DOCUMENTS, int(CHUNK_BYTES / max(per_document, 1.0))))
         needed = (cap - figures.blocks) * packer.body - len(packer.carry)
         per_document = known.tokens / known.documents
         guess = math.ceil(1.1 * needed / max(per_document, 1.0)) + 16
@@ -909,9 +914,30 @@ def stream_blocks(
         remove_tree(work)  # a bad corpus fails the same way again: nothing to resume
         raise
     with atomic_directory(target) as tmp:
-        datasets.DatasetDict(splits).save_to_disk(str(tmp), max_shard_size="512MB")
+        for split, ds in splits.items():
+            _save_split(ds, tmp / split, work)
+        write_json_atomic(tmp / "dataset_dict.json", {"splits": list(splits)})
     remove_tree(work)
     return datasets.load_from_disk(str(target)), figures
+
+
+def _save_split(blocks: datasets.Dataset, out: Path, work: Path) -> None:
+    """One split as ``Dataset.save_to_disk`` saves it. Blocks that are the work directory's shards
+    as they are (no indices: not a resampled mix) are hard-linked in, not copied: a copy would read
+    every block once more and hold them in the page cache of this process."""
+    files = [Path(f["filename"]) for f in blocks.cache_files]
+    if blocks._indices is not None or not files or any(work not in f.parents for f in files):
+        blocks.save_to_disk(str(out), max_shard_size="512MB")
+        return
+    blocks.select(range(0)).save_to_disk(str(out))  # the metadata of this version of datasets
+    state = json.loads((out / "state.json").read_text())
+    for old in state["_data_files"]:
+        (out / old["filename"]).unlink()
+    names = [f"data-{i:05d}-of-{len(files):05d}.arrow" for i in range(len(files))]
+    for name, shard in zip(names, files, strict=True):
+        os.link(shard, out / name)
+    state["_data_files"] = [{"filename": name} for name in names]
+    write_json_atomic(out / "state.json", state)
 
 
 def build_blocks(
