@@ -277,6 +277,9 @@ def main() -> None:
             row["two_ranks"] = {"seconds": ranks["seconds"], "per_rank": ranks["children"]}
             print(size, row["two_ranks"], flush=True)
         results[f"{size}GB"] = row
+        partial = _common.output_path(args, NAME).with_suffix(".partial.json")
+        partial.parent.mkdir(parents=True, exist_ok=True)  # what a killed run has finished
+        partial.write_text(json.dumps({**_common.provenance(NAME, args, info), "results": results}, indent=2))
         if not args.keep:
             shutil.rmtree(run_dir, ignore_errors=True)
             if corpus != largest:
@@ -330,6 +333,7 @@ def main() -> None:
             )
         )
     _common.write(_common.output_path(args, NAME), result, text)
+    _common.output_path(args, NAME).with_suffix(".partial.json").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
