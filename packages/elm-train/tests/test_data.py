@@ -66,6 +66,7 @@ def test_bad_corpus_files_are_named(tmp_path, tiny_teacher_dir):
             True,
             tmp_path / "b",
         )
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == []  # no work directory left
 
 
 def test_text_source_needs_files():

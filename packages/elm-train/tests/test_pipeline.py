@@ -47,6 +47,13 @@ def test_data_blocks(finished):
     assert len(blocks["train"]) == 96 and len(blocks["validation"]) == 16
     assert {len(ids) for ids in blocks["train"]["input_ids"]} == {32}
     assert all(ids[0] == run.tokenizer.cls_token_id for ids in blocks["train"]["input_ids"])
+    assert blocks["train"].features["input_ids"].feature.dtype == "uint16"  # a 400-word vocabulary
+    # the stage's figures: in done.json and the metrics, the blocks being every split's
+    figures = run.done_info("data")["figures"]
+    assert figures["blocks"] == sum(len(split) for split in blocks.values())
+    assert figures["tokens"] >= 96 * 30 and figures["peak_rss_mb"] > 0 and figures["processes"] >= 1
+    logged = [r for r in run.metrics.read("data") if r.get("event") == "blocks_built"]
+    assert [r["blocks"] for r in logged] == [figures["blocks"]]
 
 
 def test_supernet_trained_and_grew(finished):
@@ -151,6 +158,8 @@ def test_report_files(finished):
     assert "| found |" in Path(report["files"]["summary_markdown"]).read_text()
     text = (run.dir / "report" / "report.md").read_text()
     assert "## Comparison (elm-eval)" in text and "found" in text and "baseline" in text
+    figures = run.done_info("data")["figures"]
+    assert f"- data stage: {figures['documents']:,} documents" in text
 
 
 def test_every_exported_student_has_a_model_card_with_its_scores(finished):

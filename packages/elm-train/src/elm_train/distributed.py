@@ -12,9 +12,19 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from typing import Any
 
 import torch
+
+TIMEOUT_ENV = "ELM_TRAIN_DIST_TIMEOUT_S"
+"""Seconds a collective waits before the process group fails it (torch's default: 30 minutes);
+a rank-0 stage does not wait at a collective (see ``pipeline.runner``), so this rarely matters."""
+
+
+def _timeout() -> dict[str, timedelta]:
+    seconds = os.environ.get(TIMEOUT_ENV)
+    return {"timeout": timedelta(seconds=float(seconds))} if seconds else {}
 
 
 def is_launched() -> bool:
@@ -34,7 +44,7 @@ def init_distributed() -> None:
         if comm_torch is not None:
             comm_torch.build_shm_op = lambda: None
     if is_launched():
-        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", **_timeout())
         return
     os.environ.setdefault("LOCAL_RANK", "0")
     os.environ.setdefault("RANK", "0")

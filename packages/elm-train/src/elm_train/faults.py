@@ -12,6 +12,9 @@ the variable the hook is one environment lookup. The points:
 ``export``, ``export/<parent>/<name>``
     inside :func:`elm_train.fsio.atomic_directory`, after the block wrote the whole directory
     and before it is synced and published (``retrain/found/model`` is ``export/found/model``).
+``data-shard``
+    in the data stage, after a chunk's blocks are written to their shard's temporary file and
+    before the shard is renamed and listed as finished (a resumed stage redoes that chunk).
 ``search-eval``
     in the search stage, after each fitness evaluation finished (before the generation it
     belongs to is saved).

@@ -1,12 +1,19 @@
 """Data: the run's tokenizer (trained, built from GPT-2's files, or the teacher's) and the corpus
 cut into token blocks, both saved in the run directory for every later stage.
 
-A trained tokenizer learns from every source's training documents; the blocks mix the sources as
-``data.sources`` says (their weights, drawn with the run's seed)."""
+A trained tokenizer learns from every source's training documents (iterated from Arrow, never
+held as a list); the blocks mix the sources as ``data.sources`` says (their weights, drawn with
+the run's seed). Documents are tokenised by as many processes as the run has torch threads; the
+stage's figures (documents, text, tokens, blocks, seconds, peak memory) go to the run's metrics,
+its ``done.json`` and the report."""
 
 from __future__ import annotations
 
+import os
+import time
 from typing import TYPE_CHECKING, Any
+
+import torch
 
 from elm_train import data, teacher, tokenizer
 from elm_train.fsio import atomic_directory
@@ -54,13 +61,34 @@ def check_global_batch(run: Run) -> None:
 def execute(run: Run) -> dict[str, Any]:
     if not (run.layout.tokenizer / "tokenizer_config.json").is_file():
         _save_tokenizer(run)
+    info: dict[str, Any] = {}
     if not (run.layout.blocks / "dataset_dict.json").is_file():
         cfg = run.config
-        data.build_blocks(
-            cfg.data, run.tokenizer, not run.causal, run.layout.blocks, cfg.hub_mirrors, cfg.seed
+        start = time.perf_counter()
+        # rank 0 builds the blocks while the other ranks of its node wait: it takes their cores
+        processes = torch.get_num_threads() * int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        _, made = data.stream_blocks(
+            cfg.data,
+            run.tokenizer,
+            not run.causal,
+            run.layout.blocks,
+            cfg.hub_mirrors,
+            cfg.seed,
+            num_proc=processes,
         )
+        info["figures"] = {
+            "documents": made.documents,
+            "text_mb": round(made.text_bytes / 1e6, 3),
+            "tokens": made.tokens,
+            "blocks": made.blocks,
+            "seconds": round(time.perf_counter() - start, 2),
+            "processes": processes,
+            **data.peak_memory_mb(),
+        }
+        run.metrics.log("data", event="blocks_built", **info["figures"])
     check_global_batch(run)
     return {
+        **info,
         "splits": data.summary(run.blocks),
         "tokenizer": run.tokenizer_name,
         "tokenizer_vocab": len(run.tokenizer),

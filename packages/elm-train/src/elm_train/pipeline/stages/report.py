@@ -124,6 +124,14 @@ def markdown(run: Run, stages: dict[str, Any], comparison: str, files: dict[str,
     if cfg.hub_mirrors:
         copies = "; ".join(f"`{hub_id}` from `{path}`" for hub_id, path in cfg.hub_mirrors.items())
         lines[-1:-1] = [f"- hub ids read from local copies, not from the hub: {copies}"]
+    figures = stages.get("data", {}).get("figures")
+    if figures:  # absent when the blocks were built by an earlier version
+        lines[-1:-1] = [
+            f"- data stage: {figures['documents']:,} documents ({figures['text_mb']:,.1f} MB), "
+            f"{figures['tokens']:,} tokens, {figures['blocks']:,} blocks in {figures['seconds']:,.1f} s "
+            f"({figures['processes']} processes); peak memory {figures['peak_rss_mb']:,.0f} MB "
+            f"(largest worker {figures['peak_child_rss_mb']:,.0f} MB)"
+        ]
     if "teacher" in stages:
         lines += teacher_section(stages["teacher"])
     if "supernet" in stages:
