@@ -57,12 +57,12 @@ NAME = "ablations"
 VARIANTS = ("full", "no_heads", "random_search", "no_multitask", "no_growth", "mse_kd")
 DEFAULT_TASKS = ["tweet-sentiment", "ptb-word-order"]
 FULL = {
-    "supernet_steps": 120,
+    "supernet_steps": 70,
     "supernet_epochs": 3,
     "generations": 10,
     "population": 16,
     "task_examples": 150,
-    "retrain_steps": 250,
+    "retrain_steps": 150,
     "train_examples": 1000,
     "eval_examples": 1000,
     "lm_documents": 300,
