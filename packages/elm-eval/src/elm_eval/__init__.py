@@ -5,8 +5,9 @@ id (online), or a model object, plus a tokenizer, so found models and baselines 
 the same code.
 """
 
+from elm_eval.compare import BootstrapDifference, mean_over_tasks, paired_bootstrap, resampled_metric
 from elm_eval.errors import ElmEvalError
-from elm_eval.finetune import FinetuneConfig, evaluate_task, finetune
+from elm_eval.finetune import FinetuneConfig, evaluate_task, finetune, predict_task
 from elm_eval.latency import (
     LatencyConfig,
     block_latency_table,
@@ -25,7 +26,14 @@ from elm_eval.lm import (
 )
 from elm_eval.metrics import compute_metric, load_metric
 from elm_eval.report import load_result, write_report, write_result
-from elm_eval.results import LatencyEntry, LatencyResult, LatencyStats, LMResult, TaskResult
+from elm_eval.results import (
+    LatencyEntry,
+    LatencyResult,
+    LatencyStats,
+    LMResult,
+    TaskPredictions,
+    TaskResult,
+)
 from elm_eval.task_data import TaskData, TaskSplit, load_task_data
 from elm_eval.tasks import (
     BUILTIN_TASKS,
@@ -43,6 +51,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BUILTIN_TASKS",
+    "BootstrapDifference",
     "CausalLMConfig",
     "ElmEvalError",
     "EmpythySource",
@@ -57,6 +66,7 @@ __all__ = [
     "MaskedLMConfig",
     "MaskingConfig",
     "TaskData",
+    "TaskPredictions",
     "TaskResult",
     "TaskSpec",
     "TaskSplit",
@@ -76,7 +86,11 @@ __all__ = [
     "masked_lm_perplexity",
     "measure_latency",
     "measure_module_latency",
+    "mean_over_tasks",
+    "paired_bootstrap",
     "peak_memory_bytes",
+    "predict_task",
+    "resampled_metric",
     "with_hub_mirrors",
     "write_report",
     "write_result",

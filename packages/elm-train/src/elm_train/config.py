@@ -489,6 +489,10 @@ class TaskStageConfig(_Section):
     """Teacher layer for each student layer: last or first of each group, or an explicit list."""
     glue_submission: bool = True
     """For GLUE tasks, write each student's test-set predictions in the GLUE server's layout."""
+    seeds: PositiveInt = 1
+    """Fine-tune each student this many times, with seeds ``seed``, ``seed + 1``, ...; the report
+    gives each model's mean score and spread over them (the teacher is fine-tuned once). The
+    first seed's models are the run's results."""
 
     _logits_loss_registered = field_validator("logits_loss")(_registered_loss)
 
