@@ -57,21 +57,21 @@ NAME = "ablations"
 VARIANTS = ("full", "no_heads", "random_search", "no_multitask", "no_growth", "mse_kd")
 DEFAULT_TASKS = ["tweet-sentiment", "ptb-word-order"]
 FULL = {
-    "supernet_steps": 70,
+    "supernet_steps": 60,
     "supernet_epochs": 3,
-    "generations": 10,
+    "generations": 8,
     "population": 16,
-    "task_examples": 150,
-    "retrain_steps": 150,
-    "train_examples": 1000,
+    "task_examples": 120,
+    "retrain_steps": 100,
+    "train_examples": 600,
     "eval_examples": 1000,
     "lm_documents": 300,
 }
 """The full run's sizes (each a command-line option); the demo's are 200 x 3 supernet steps,
 10 x 16 evaluations, all held-out rows (300 per task), 400 retraining steps, 1,500 training and
 500 validation examples and 500 LM documents. Fewer steps and training examples (the same for
-every variant) so that 3 seeds x 6 variants fit about 95 minutes of one core; more validation
-examples than the demo (they are cheap) to cut evaluation noise."""
+every variant) so that 3 seeds x 6 variants fit about 95 minutes of a 2-core machine shared with
+other work; more validation examples than the demo (they are cheap) to cut evaluation noise."""
 SMOKE_SIZES = {
     "supernet_steps": 5,
     "supernet_epochs": 2,
