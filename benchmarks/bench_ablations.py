@@ -223,7 +223,10 @@ def run_seed(args: Any, seed: int) -> dict[str, Any]:
     models: dict[str, dict[str, Any]] = {}
     archs: dict[str, Architecture] = {"full": chosen}
     models["full"] = score(full, chosen, seed, watch)
-    log(seed, f"full: {chosen.to_string()} task {models['full']['task_score']:.4f} lm {models['full']['lm_loss']:.4f}")
+    log(
+        seed,
+        f"full: {chosen.to_string()} task {models['full']['task_score']:.4f} lm {models['full']['lm_loss']:.4f}",
+    )
     base = baseline_architecture(full.grown_space(), elm_space.count_params(chosen))
     models["baseline"] = score(full, base, seed, watch)
     archs["baseline"] = base

@@ -53,7 +53,10 @@ def contexts(run: Run, arch: Architecture) -> tuple[list[torch.Tensor], torch.Te
     with torch.no_grad():
         for batch in val:
             out = model.supernet(
-                batch["input_ids"], arch=arch, attention_mask=batch["attention_mask"], output_attention_contexts=True
+                batch["input_ids"],
+                arch=arch,
+                attention_mask=batch["attention_mask"],
+                output_attention_contexts=True,
             )
             masks.append(batch["attention_mask"])
             for layer, ctx in enumerate(out.attention_contexts):
@@ -61,7 +64,8 @@ def contexts(run: Run, arch: Architecture) -> tuple[list[torch.Tensor], torch.Te
                 per_layer[layer].append(ctx.transpose(1, 2).reshape(size, tokens, heads * dim))
     mask = torch.cat(masks)
     feats = [
-        per_head_features(torch.cat(c), choice.heads, mask) for c, choice in zip(per_layer, arch.layers, strict=True)
+        per_head_features(torch.cat(c), choice.heads, mask)
+        for c, choice in zip(per_layer, arch.layers, strict=True)
     ]
     return feats, mask
 
@@ -79,10 +83,13 @@ def layer_report(features: torch.Tensor, width: int, seed: int) -> dict[str, Any
     perm = torch.randperm(features.shape[1], generator=gen)
     # each head against the next head's contexts of other sequences: no real correspondence
     shuffled_biased = [
-        float(head_cka_matrix(torch.stack([features[i], features[(i + 1) % heads][perm]]))[0, 1]) for i in range(heads)
+        float(head_cka_matrix(torch.stack([features[i], features[(i + 1) % heads][perm]]))[0, 1])
+        for i in range(heads)
     ]
     shuffled_debiased = [
-        float(head_cka_matrix(torch.stack([features[i], features[(i + 1) % heads][perm]]), debiased=True)[0, 1])
+        float(
+            head_cka_matrix(torch.stack([features[i], features[(i + 1) % heads][perm]]), debiased=True)[0, 1]
+        )
         for i in range(heads)
     ]
     return {
@@ -108,7 +115,13 @@ def start_loss_and_latency(run: Run, arch: Architecture, chosen: Architecture) -
     students = {}
     for label, a in (("searched", arch), ("chosen", chosen)):
         student, objective = elm_train.build_student(
-            run.trained_supernet().model, a, "supernet", cfg.retrain.kd, teacher.width, teacher.config_layers, cfg.seed
+            run.trained_supernet().model,
+            a,
+            "supernet",
+            cfg.retrain.kd,
+            teacher.width,
+            teacher.config_layers,
+            cfg.seed,
         )
         kd = elm_train.StudentKD(student, objective, cfg.retrain.lm_weight)
         out[f"kd_loss_before_retraining_{label}"] = _common.heldout_kd_loss(kd, run, teacher)
@@ -199,8 +212,12 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0], NAME, threads=1)
-    p.add_argument("--run-dirs", type=Path, nargs="+", required=True, help="finished run directories (to heads)")
-    p.add_argument("--randoms", type=int, default=4, help="random paths per run, with the most heads per layer")
+    p.add_argument(
+        "--run-dirs", type=Path, nargs="+", required=True, help="finished run directories (to heads)"
+    )
+    p.add_argument(
+        "--randoms", type=int, default=4, help="random paths per run, with the most heads per layer"
+    )
     args = p.parse_args()
     info = _common.machine(args.threads)
     runs = [probe(d, args.randoms) for d in args.run_dirs]

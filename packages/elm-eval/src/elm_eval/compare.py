@@ -168,7 +168,9 @@ def mean_over_tasks(differences: Sequence[BootstrapDifference]) -> BootstrapDiff
     counts = {len(d.distribution) for d in differences}
     confidence = {d.confidence for d in differences}
     if len(counts) != 1 or 0 in counts or len(confidence) != 1:
-        raise ElmEvalError("mean_over_tasks needs bootstraps with their distributions, of one size and confidence")
+        raise ElmEvalError(
+            "mean_over_tasks needs bootstraps with their distributions, of one size and confidence"
+        )
     dist = np.mean([d.distribution for d in differences], axis=0)
     level = confidence.pop()
     low, high = np.percentile(dist, [50 * (1 - level), 50 * (1 + level)])

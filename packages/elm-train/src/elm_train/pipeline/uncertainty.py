@@ -93,7 +93,8 @@ def seed_spread(run: Run) -> dict[str, Any] | None:
     out: dict[str, Any] = {
         "seeds": [run.config.seed + k for k in range(seeds)],
         "scores": {
-            s: {t: {"per_seed": v, **t_interval(v)} for t, v in by_task.items()} for s, by_task in scores.items()
+            s: {t: {"per_seed": v, **t_interval(v)} for t, v in by_task.items()}
+            for s, by_task in scores.items()
         },
     }
     if "found" in scores and "baseline" in scores:
@@ -102,7 +103,11 @@ def seed_spread(run: Run) -> dict[str, Any] | None:
         base = [statistics.fmean(scores["baseline"][t][k] for t in tasks) for k in range(seeds)]
         diff = [a - b for a, b in zip(found, base, strict=True)]
         p = float(stats.ttest_rel(found, base).pvalue)
-        out["found_minus_baseline"] = {"per_seed": diff, **t_interval(diff), "ttest_rel_p": None if math.isnan(p) else p}
+        out["found_minus_baseline"] = {
+            "per_seed": diff,
+            **t_interval(diff),
+            "ttest_rel_p": None if math.isnan(p) else p,
+        }
     return out
 
 
@@ -147,12 +152,13 @@ def verdict(info: dict[str, Any]) -> str | None:
         )
     seed_zero = seeds["ci"][0] <= 0 <= seeds["ci"][1]
     over = (
-        f"over {seeds['n']} fine-tuning seeds {seeds['mean']:+.4f}, t 95% interval "
-        f"{_interval(*seeds['ci'])}"
+        f"over {seeds['n']} fine-tuning seeds {seeds['mean']:+.4f}, t 95% interval {_interval(*seeds['ci'])}"
     )
     if boot_zero or seed_zero:
         which = " and ".join(
-            x for x, zero in (("the seeds' interval", seed_zero), ("the bootstrap interval", boot_zero)) if zero
+            x
+            for x, zero in (("the seeds' interval", seed_zero), ("the bootstrap interval", boot_zero))
+            if zero
         )
         return f"{head} ({over}; {where}), inside the noise: {which} include{'s' if ' and ' not in which else ''} 0."
     return f"{head} ({over}; {where}), outside the noise: both intervals exclude 0."
@@ -212,5 +218,8 @@ def uncertainty_section(info: dict[str, Any] | None) -> list[str]:
             ]
         lines.append("")
     else:
-        lines += ["One fine-tuning seed per student (`tasks.seeds: 1`): fine-tuning noise is not measured.", ""]
+        lines += [
+            "One fine-tuning seed per student (`tasks.seeds: 1`): fine-tuning noise is not measured.",
+            "",
+        ]
     return lines
