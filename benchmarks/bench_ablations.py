@@ -57,15 +57,15 @@ NAME = "ablations"
 VARIANTS = ("full", "no_heads", "random_search", "no_multitask", "no_growth", "mse_kd")
 DEFAULT_TASKS = ["tweet-sentiment", "ptb-word-order"]
 FULL = {
-    "supernet_steps": 60,
+    "supernet_steps": 50,
     "supernet_epochs": 3,
-    "generations": 8,
+    "generations": 6,
     "population": 16,
-    "task_examples": 120,
-    "retrain_steps": 100,
-    "train_examples": 600,
+    "task_examples": 80,
+    "retrain_steps": 80,
+    "train_examples": 400,
     "eval_examples": 1000,
-    "lm_documents": 300,
+    "lm_documents": 200,
 }
 """The full run's sizes (each a command-line option); the demo's are 200 x 3 supernet steps,
 10 x 16 evaluations, all held-out rows (300 per task), 400 retraining steps, 1,500 training and
