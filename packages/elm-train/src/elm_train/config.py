@@ -403,6 +403,10 @@ class HeadsStageConfig(_Section):
     enabled: bool = True
     cka_threshold: float = Field(default=0.9, gt=0, le=1)
     batches: PositiveInt = 1
+    override_searched: bool = False
+    """Let CKA re-choose the head count of a layer whose candidate offers several (the search chose
+    it); off: only layers with one head count per candidate (the paper spaces, as the reference)
+    get theirs by CKA. On, the demo space's layers were cut to one head (benchmarks section 9)."""
 
 
 class RetrainStageConfig(_Section):
