@@ -1,6 +1,7 @@
 """The report's uncertainty: per-example predictions, the paired bootstrap and fine-tuning seeds."""
 
 import json
+import re
 import statistics
 
 import pytest
@@ -8,6 +9,7 @@ import pytest
 import elm_eval
 from elm_train.config import TeacherConfig
 from elm_train.pipeline import Run, run_all
+from elm_train.pipeline.plan import make_plan
 from elm_train.pipeline.stages.tasks import seed_name
 from elm_train.pipeline.uncertainty import verdict
 from elm_train.presets import preset
@@ -113,3 +115,21 @@ def test_verdict_reads_the_intervals():
     both = verdict({"found_vs_baseline": _boot(0.01, 0.05), "fine_tuning_seeds": seeds})
     assert both.endswith("outside the noise: both intervals exclude 0.")
     assert verdict({"found_vs_baseline": None}) is None
+
+
+def test_plan_counts_every_fine_tuning_seed():
+    tiny = preset("tiny")
+    plans = {}
+    for seeds in (1, 3):
+        config = tiny.model_copy(update={"tasks": tiny.tasks.model_copy(update={"seeds": seeds})})
+        plans[seeds] = next(s for s in make_plan(config).stages if s.name == "tasks")
+    one, three = plans[1], plans[3]
+    found = re.search(r"steps: teacher (\d+), students 2 x (\d+)", " ".join(one.notes))
+    assert found is not None
+    teacher, student = int(found.group(1)), int(found.group(2))
+    tasks = len(tiny.task_names)
+    # each seed fine-tunes both students again; the teacher once
+    assert one.steps == f"{tasks * (teacher + 2 * student):,}"
+    assert three.steps == f"{tasks * (teacher + 6 * student):,}"
+    assert f"students 6 (3 seeds of 2) x {student}" in " ".join(three.notes)
+    assert three.disk > one.disk
