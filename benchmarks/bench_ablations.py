@@ -33,9 +33,11 @@ directories under ``benchmarks/runs``, so a killed run resumes.
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import _common
@@ -359,18 +361,50 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def merge(args: Any, out: Path) -> None:
+    """One result from per-seed result files (their seeds in the given order); each part keeps its
+    own command and machine record under ``parts``, the sizes must agree."""
+    parts = [json.loads(path.read_text()) for path in args.merge]
+    settings = {json.dumps(part["settings"], sort_keys=True) for part in parts}
+    if len(settings) != 1:
+        raise SystemExit(f"the files were run with different sizes: {sorted(settings)}")
+    results = [r for part in parts for r in part["results"]]
+    result = {
+        **_common.provenance(NAME, args, parts[0]["machine"]),
+        "seeds": [r["seed"] for r in results],
+        "settings": parts[0]["settings"],
+        "parts": [
+            {k: part[k] for k in ("command", "machine", "seeds", "wall_seconds")} | {"file": str(path)}
+            for part, path in zip(parts, args.merge, strict=True)
+        ],
+        "summary": summarise(results),
+        "results": results,
+    }
+    _common.write(out, result, markdown(result))
+
+
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0], NAME, threads=1)
     p.set_defaults(seeds=[42, 43, 44])
     p.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, help="elm-eval task names")
     for key, value in FULL.items():
         p.add_argument(f"--{key.replace('_', '-')}", type=int, default=None, help=f"default {value}")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="only merge result files of single seeds (written by separate processes, --out) into one",
+    )
     args = p.parse_args()
     for key, value in FULL.items():
         if getattr(args, key) is None:
             setattr(args, key, SMOKE_SIZES[key] if args.smoke else value)
     info = _common.machine(args.threads)
     out = _common.output_path(args, NAME)
+    if args.merge:
+        merge(args, out)
+        return
     results: list[dict[str, Any]] = []
     start = time.perf_counter()
     for seed in args.seeds:
