@@ -11,7 +11,7 @@ from scipy.stats import pearsonr, spearmanr
 from transformers import BertForSequenceClassification, BertModel
 
 from elm_eval.errors import ElmEvalError
-from elm_eval.finetune import FinetuneConfig, evaluate_task, finetune
+from elm_eval.finetune import FinetuneConfig, evaluate_task, finetune, predict_task
 from elm_eval.task_data import load_task_data
 from elm_eval.tasks import FileSource, TaskSpec, get_task, load_task_spec
 
@@ -24,7 +24,7 @@ def base(tokenizer, bert_config) -> BertModel:
     return BertModel(bert_config(len(tokenizer)))
 
 
-def test_separable_task_is_learned(base, tokenizer, toy_task_dir: Path) -> None:
+def test_separable_task_is_learned(base, tokenizer, toy_task_dir: Path, tmp_path: Path) -> None:
     spec = load_task_spec(toy_task_dir / "task.yaml")
     result, model = finetune(base, tokenizer, spec, FinetuneConfig(**FAST))
     assert result.score >= 0.9
@@ -43,6 +43,15 @@ def test_separable_task_is_learned(base, tokenizer, toy_task_dir: Path) -> None:
         result.score
     )
     assert result.num_parameters == sum(p.numel() for p in model.parameters())
+    # the per-example result: the predictions behind the score, in the split's order
+    assert result.validation_predictions == predicted.tolist()
+    # and an already fine-tuned classifier predicted again (saved and reloaded) gives the same
+    model.save_pretrained(tmp_path / "classifier")
+    again = predict_task(tmp_path / "classifier", tokenizer, data, FinetuneConfig(**FAST), name="toy")
+    assert again.predictions == predicted.tolist() and again.labels == list(data.validation.labels)
+    assert again.score == pytest.approx(result.score) and again.split == "validation" and again.model == "toy"
+    with pytest.raises(ElmEvalError, match="label mismatch"):
+        predict_task(model, tokenizer, data.spec.model_copy(update={"num_labels": 3}), FinetuneConfig(**FAST))
 
 
 def test_same_seed_same_run_and_caller_model_untouched(tokenizer, bert_config, toy_task_dir: Path) -> None:

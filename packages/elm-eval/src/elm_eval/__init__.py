@@ -6,8 +6,9 @@ id (online), or a model object, plus a tokenizer, so found models and baselines 
 the same code.
 """
 
+from elm_eval.compare import BootstrapDifference, mean_over_tasks, paired_bootstrap, resampled_metric
 from elm_eval.errors import ElmEvalError
-from elm_eval.finetune import FinetuneConfig, evaluate_task, finetune, score_split
+from elm_eval.finetune import FinetuneConfig, evaluate_task, finetune, predict_task, score_split
 from elm_eval.latency import (
     LatencyConfig,
     block_latency_table,
@@ -57,7 +58,14 @@ from elm_eval.qa_data import (
     load_qa_task_spec,
 )
 from elm_eval.report import load_result, write_report, write_result
-from elm_eval.results import LatencyEntry, LatencyResult, LatencyStats, LMResult, TaskResult
+from elm_eval.results import (
+    LatencyEntry,
+    LatencyResult,
+    LatencyStats,
+    LMResult,
+    TaskPredictions,
+    TaskResult,
+)
 from elm_eval.task_data import TaskData, TaskSplit, load_task_data
 from elm_eval.tasks import (
     BUILTIN_TASKS,
@@ -76,6 +84,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BUILTIN_TASKS",
     "QA_TASKS",
+    "BootstrapDifference",
     "CausalLMConfig",
     "ElmEvalError",
     "EmpythySource",
@@ -99,6 +108,7 @@ __all__ = [
     "QASplit",
     "QATaskSpec",
     "TaskData",
+    "TaskPredictions",
     "TaskResult",
     "TaskSpec",
     "TaskSplit",
@@ -126,13 +136,17 @@ __all__ = [
     "load_task_data",
     "load_task_spec",
     "masked_lm_perplexity",
+    "mean_over_tasks",
     "measure_latency",
     "measure_module_latency",
     "measure_onnx_latency",
+    "paired_bootstrap",
     "peak_memory_bytes",
     "postprocess",
+    "predict_task",
     "quantize_int8",
     "read_export",
+    "resampled_metric",
     "score_predictions",
     "score_split",
     "train_features",

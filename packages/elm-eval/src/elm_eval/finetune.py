@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -48,7 +48,7 @@ from elm_eval.loading import (
     resolve_device,
 )
 from elm_eval.metrics import compute_metric
-from elm_eval.results import TaskResult
+from elm_eval.results import TaskPredictions, TaskResult
 from elm_eval.task_data import TaskData, TaskSplit, load_task_data
 from elm_eval.tasks import TaskSpec, get_task
 
@@ -287,6 +287,7 @@ def finetune(
         train_loss_curve=losses,
         validation_score_per_epoch=per_epoch,
         settings=config.model_dump(exclude=RUN_ONLY),
+        validation_predictions=predictions,
     )
     return result, classifier
 
@@ -303,3 +304,54 @@ def evaluate_task(
     if isinstance(task, str):
         task = get_task(task)
     return finetune(model, tokenizer, task, config, name=name)[0]
+
+
+def predict_task(
+    model: ModelSource,
+    tokenizer: TokenizerSource,
+    task: TaskSpec | TaskData | str,
+    config: FinetuneConfig | None = None,
+    *,
+    split: Literal["validation", "test"] = "validation",
+    name: str | None = None,
+) -> TaskPredictions:
+    """Predictions of an already fine-tuned classifier (a directory, hub id or in-memory
+    ``...ForSequenceClassification``) for every example of ``split``, with their labels and the
+    task metric's score: the per-example result a paired comparison needs. ``config`` gives the
+    tokenisation length, evaluation batch size and device (nothing is trained)."""
+    config = config or FinetuneConfig()
+    if isinstance(task, str):
+        task = get_task(task)
+    data = task if isinstance(task, TaskData) else load_task_data(task)
+    spec = data.spec
+    part = data.validation if split == "validation" else data.test
+    if part is None or part.labels is None or len(part.labels) != len(part):
+        raise ElmEvalError(f"task {spec.name!r}: the {split} split is missing or has no labels")
+    tok = _tokenizer_with_padding(load_tokenizer(tokenizer, trust_remote_code=config.trust_remote_code))
+    if isinstance(model, torch.nn.Module):
+        classifier = model
+    else:
+        classifier = load_model(model, "sequence-classification", trust_remote_code=config.trust_remote_code)
+    labels = getattr(getattr(classifier, "config", None), "num_labels", spec.num_labels)
+    if labels != spec.num_labels:
+        raise ElmEvalError(
+            f"label mismatch: the model has {labels} output labels, task {spec.name!r} has {spec.num_labels}"
+        )
+    check_positions(classifier, config.max_length)
+    check_vocabulary(classifier, tok)
+    device = resolve_device(config.device)
+    classifier.to(device)
+    regression = spec.task_type == "regression"
+    predictions = predict(
+        classifier, _Encoded(tok, part, config.max_length), regression, config.eval_batch_size, device
+    )
+    references = list(part.labels)
+    return TaskPredictions(
+        model=model_name(model, name),
+        task=spec.name,
+        split=split,
+        metric=spec.metric,
+        score=compute_metric(spec.metric, predictions, references)[0],
+        predictions=predictions,
+        labels=references,
+    )

@@ -44,6 +44,24 @@ class TaskResult(BaseModel):
     train_loss_curve: list[float] = Field(default_factory=list)
     validation_score_per_epoch: list[float] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)
+    validation_predictions: list[int] | list[float] | None = None
+    """The prediction behind ``score`` for every validation example, in the split's order (class
+    ids, or values for regression): what a paired comparison of two models needs
+    (:func:`elm_eval.paired_bootstrap`). ``None`` in results written before it existed."""
+
+
+class TaskPredictions(BaseModel):
+    """A fine-tuned classifier's prediction for every example of one split, with the labels and
+    the task metric's score on them (:func:`elm_eval.predict_task`)."""
+
+    model_config = _CONFIG
+    model: str
+    task: str
+    split: str
+    metric: str
+    score: float
+    predictions: list[int] | list[float]
+    labels: list[int] | list[float]
 
 
 class LatencyStats(BaseModel):

@@ -439,6 +439,10 @@ class HeadsStageConfig(_Section):
     enabled: bool = True
     cka_threshold: float = Field(default=0.9, gt=0, le=1)
     batches: PositiveInt = 1
+    override_searched: bool = False
+    """Let CKA re-choose the head count of a layer whose candidate offers several (the search chose
+    it); off: only layers with one head count per candidate (the paper spaces, as the reference)
+    get theirs by CKA. On, the demo space's layers were cut to one head (benchmarks section 12)."""
 
 
 class RetrainStageConfig(_Section):
@@ -598,6 +602,10 @@ class TaskStageConfig(_Section):
     qa: QATaskSettings = QATaskSettings()
     """Settings of the question-answering tasks (``squad``, ``squad_v2``); ``max_seq_length`` above
     is the classification tasks'."""
+    seeds: PositiveInt = 1
+    """Fine-tune each student this many times, with seeds ``seed``, ``seed + 1``, ...; the report
+    gives each model's mean score and spread over them (the teacher is fine-tuned once). The
+    first seed's models are the run's results."""
 
     _logits_loss_registered = field_validator("logits_loss")(_registered_loss)
 

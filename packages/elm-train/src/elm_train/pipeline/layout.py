@@ -152,6 +152,11 @@ class RunLayout:
         """The best model on the validation split so far, while a task trains."""
         return self.task_training(task, who) / "best"
 
+    def task_predictions(self, task: str, who: str) -> Path:
+        """The selected model's prediction for every validation example, with the labels (elm-eval's
+        :class:`~elm_eval.TaskPredictions`), for the report's paired bootstrap."""
+        return self.task_dir(task) / f"{who}-predictions.json"
+
     def task_selection(self, task: str, who: str) -> Path:
         """Which evaluation's model ``task_model`` is (step, score) and every evaluation's score."""
         return self.task_dir(task) / f"{who}-selection.json"

@@ -503,7 +503,8 @@ def _capped_rows(ctx: _Context, name: str, parts: list[str]) -> tuple[int, int |
 def _tasks(ctx: _Context, plan: StagePlan) -> None:
     cfg = ctx.config.tasks
     batch = cfg.batch_size or ctx.global_batch
-    students = _students(ctx.config)
+    students = _students(ctx.config) * cfg.seeds  # every fine-tuning seed trains each student again
+    seeds = f" ({cfg.seeds} seeds of {_students(ctx.config)})" if cfg.seeds > 1 else ""
     total_steps, total_tokens, unknown = 0, 0, False
     parts = []
     for name in ctx.config.task_names:
@@ -525,7 +526,7 @@ def _tasks(ctx: _Context, plan: StagePlan) -> None:
         length = cfg.qa.max_seq_length if elm_eval.is_qa_task(name) else cfg.max_seq_length
         total_tokens += (steps * batch + evaluations * (valid or 0)) * length
         parts.append(
-            f"{name}: {train:,} training examples ({how}); steps: teacher {teacher:,}, students {students} x {student:,}"
+            f"{name}: {train:,} training examples ({how}); steps: teacher {teacher:,}, students {students}{seeds} x {student:,}"
         )
     plan.steps = f"{total_steps:,}" + (" + unknown" if unknown else "")
     plan.tokens = None if unknown else total_tokens

@@ -45,10 +45,13 @@ def train_task_model(
     spec: TaskSpec,
     train: datasets.Dataset,
     valid: datasets.Dataset,
+    seed: int | None = None,
 ) -> Path:
     """``layout.task_model(name, who)``, fine-tuned first unless it exists: the best validation
-    checkpoint, with its loss curve and selection record beside it."""
+    checkpoint, with its loss curve and selection record beside it. ``seed`` (the run's by
+    default) seeds the new head, the batch order and dropout."""
     cfg = run.config.tasks
+    seed = run.config.seed if seed is None else seed
     layout = run.layout
     target = layout.task_model(name, who)
     if (target / "config.json").is_file():
@@ -56,7 +59,7 @@ def train_task_model(
     layout.task_dir(name).mkdir(parents=True, exist_ok=True)
     plan = cfg.for_task(name)
     ds = task_deepspeed(run.config.deepspeed, plan.batch_size, dist.world_size())
-    model = classifier(source, spec, run.config.seed)
+    model = classifier(source, spec, seed)
     trainer = TaskTraining(
         f"{name}.{who}",
         model,
@@ -66,7 +69,7 @@ def train_task_model(
         cfg,
         cfg.optim.model_copy(update={"lr": lr, "epochs": epochs}),
         ds,
-        seed=run.config.seed,
+        seed=seed,
         out_dir=layout.task_training(name, who),
         pad_id=run.tokenizer.pad_token_id or 0,
         validation=valid,

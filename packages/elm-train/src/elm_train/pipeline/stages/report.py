@@ -19,6 +19,7 @@ from elm_train import deployment, plots
 from elm_train.checkpoint import write_json_atomic
 from elm_train.models.model_card import Score
 from elm_train.pipeline.cards import write_student_card
+from elm_train.pipeline.uncertainty import task_uncertainty, uncertainty_section
 from elm_train.supernet_training import WIDTHS_FILE
 
 if TYPE_CHECKING:
@@ -69,9 +70,10 @@ def execute(run: Run) -> dict[str, Any]:
             files[f"search_{name}"] = str(out / f"search_{name}.png")
     summary_md = out / "comparison" / "summary.md"
     comparison = summary_md.read_text() if summary_md.is_file() else ""
-    payload = {"name": run.config.name, "stages": stages, "files": files}
+    uncertainty = task_uncertainty(run) if run.is_done("tasks") else None
+    payload = {"name": run.config.name, "stages": stages, "files": files, "uncertainty": uncertainty}
     write_json_atomic(run.layout.report_json, payload)
-    run.layout.report_markdown.write_text(markdown(run, stages, comparison, files))
+    run.layout.report_markdown.write_text(markdown(run, stages, comparison, files, uncertainty))
     return {"report": str(run.layout.report_markdown), "files": files}
 
 
@@ -110,7 +112,13 @@ def complete_model_cards(run: Run, results: list[Any]) -> None:
         )
 
 
-def markdown(run: Run, stages: dict[str, Any], comparison: str, files: dict[str, str]) -> str:
+def markdown(
+    run: Run,
+    stages: dict[str, Any],
+    comparison: str,
+    files: dict[str, str],
+    uncertainty: dict[str, Any] | None = None,
+) -> str:
     lines = [f"# ELM run report: {run.config.name}", ""]
     cfg = run.config
     teacher = cfg.teacher.name_or_path or "stand-in GPT-2 trained here"
@@ -198,6 +206,7 @@ def markdown(run: Run, stages: dict[str, Any], comparison: str, files: dict[str,
     lines += deployment_section(stages.get("evaluate", {}))
     if comparison:
         lines += ["## Comparison (elm-eval)", "", comparison.split("\n", 2)[-1].strip(), ""]
+    lines += uncertainty_section(uncertainty)
     if files:
         lines += ["## Files", ""] + [
             f"- {k}: `{Path(v).relative_to(run.dir) if Path(v).is_relative_to(run.dir) else v}`"

@@ -46,10 +46,14 @@ def run_task(run: Run, name: str) -> list[TaskResult]:
         lr: float,
         epochs: int,
         eval_every: int | None,
+        seed: int | None = None,
     ) -> TaskResult:
         # the multitask stage may have fine-tuned the teacher already (the same call): then it is reused
-        target = train_task_model(run, name, who, source, teacher, lr, epochs, eval_every, spec, train, valid)
+        target = train_task_model(
+            run, name, who, source, teacher, lr, epochs, eval_every, spec, train, valid, seed
+        )
         selection = json.loads(layout.task_selection(name, who).read_text())
+        _write_predictions(run, name, who, data)
         best = selection["best"]
         model = AutoModelForSequenceClassification.from_pretrained(str(target))
         return TaskResult(
@@ -83,6 +87,10 @@ def run_task(run: Run, name: str) -> list[TaskResult]:
         results.append(trained(student, info["model_dir"], teacher, plan.lr, plan.epochs, plan.eval_every))
         if cfg.glue_submission and glue_submission.glue_task(spec) is not None:
             test_set = _submit(run, name, spec, data, student, test_set)
+        for k in range(1, cfg.seeds):  # the same fine-tuning with other seeds: the spread of its score
+            seed = run.config.seed + k
+            again = (seed_name(student, k), info["model_dir"], teacher, plan.lr, plan.epochs, plan.eval_every)
+            trained(*again, seed=seed)
     if dist.rank() == 0:
         models = {r.model: layout.task_model(name, r.model) for r in results}
         pad_id = run.tokenizer.pad_token_id or 0
@@ -90,6 +98,26 @@ def run_task(run: Run, name: str) -> list[TaskResult]:
         for result in results:
             elm_eval.write_result(result, layout.results)
     return results
+
+
+def seed_name(student: str, k: int) -> str:
+    """The task models of a student's ``k``-th extra fine-tuning seed (``k`` = 0: the student)."""
+    return student if k == 0 else f"{student}-seed{k}"
+
+
+def _write_predictions(run: Run, name: str, who: str, data: TaskData) -> None:
+    """Rank 0: the selected model's validation predictions by elm-eval (once per model), with the
+    score the selection recorded beside elm-eval's score of them."""
+    layout = run.layout
+    path = layout.task_predictions(name, who)
+    if dist.rank() == 0 and not path.is_file():
+        settings = elm_eval.FinetuneConfig(max_length=run.config.tasks.max_seq_length, progress=False)
+        found = elm_eval.predict_task(
+            str(layout.task_model(name, who)), run.tokenizer, data, settings, name=who
+        )
+        selected = json.loads(layout.task_selection(name, who).read_text())["best"]["score"]
+        write_json_atomic(path, {**found.model_dump(mode="json"), "selection_score": selected})
+    dist.barrier()
 
 
 def _kd_settings(cfg: TaskStageConfig, distilled: bool, regression: bool) -> dict[str, Any]:
