@@ -32,7 +32,7 @@ class Toy(TrainLoop):
         self.model = torch.nn.Sequential(torch.nn.Embedding(50, 16), torch.nn.Linear(16, 16))
         self.nan_rank = nan_rank
         data = datasets.Dataset.from_dict({"input_ids": [[(i * 7 + j) % 50 for j in range(6)] for i in range(48)]})
-        super().__init__(self.model, data, DeepSpeedConfig(zero_stage=2, micro_batch_size=4),
+        super().__init__(self.model, data, DeepSpeedConfig(zero_stage=2, micro_batch_size=4, global_batch_size=8),
                          OptimConfig(lr=1e-2, warmup_ratio=0.0, epochs=1), seed=0, out_dir=out_dir,
                          metrics=MetricsLog(out_dir / "metrics.jsonl", enabled=rank == 0), checkpoint_every=1)
 
@@ -47,7 +47,7 @@ def weights(loop):
     return {k: v.detach().clone() for k, v in loop.model.state_dict().items()}
 
 
-# 48 rows / (4 x 2 ranks) = 6 steps; checkpoints after each, two kept
+# 48 rows / a global batch of 8 (4 a rank) = 6 steps; checkpoints after each, two kept
 straight = Toy(out / "straight")
 straight.train()
 ckpts = out / "straight" / "checkpoints"

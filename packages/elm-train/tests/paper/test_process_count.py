@@ -83,5 +83,6 @@ def test_two_processes_take_the_steps_of_one(paper_hub: PaperHub, tmp_path: Path
     print(f"one vs two processes: {len(a)} steps each, largest weight difference {worst:.3g}")
     # Adam divides each gradient by its own running scale, so where a gradient is about 0 the two
     # summation orders can move a weight differently by up to one learning rate (1e-4) a step
-    # (measured: 5.9e-5); the losses above, equal at every step, are the closer check
-    assert worst < paper.supernet.optim.lr
+    # (measured over the 4 steps: 5.9e-5, and 1.1e-4 with the NumPy epoch order's other blocks);
+    # the losses above, equal at every step, are the closer check
+    assert worst < len(a) * paper.supernet.optim.lr
