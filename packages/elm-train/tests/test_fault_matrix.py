@@ -139,11 +139,12 @@ def model_files(run_dir: Path) -> dict[str, Path]:
 
 
 def numbers(value: Any, path: str = "") -> dict[str, Any]:
-    """The leaves of a JSON value by path, without timings, latencies and file paths."""
+    """The leaves of a JSON value by path, without timings, latencies, memory readings and file
+    paths (what the machine, not the run, decides)."""
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
-            if any(word in key for word in ("seconds", "latency", "time")) or key == "files":
+            if any(word in key for word in ("seconds", "latency", "time", "rss", "_ms")) or key == "files":
                 continue
             out.update(numbers(item, f"{path}/{key}"))
         return out
