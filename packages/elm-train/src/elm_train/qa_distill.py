@@ -26,8 +26,7 @@ import elm_eval
 from elm_distill import DistillationLoss, Features, FeatureTaps, get_loss
 from elm_eval.qa import EvalFeatures, evaluate_qa_model
 from elm_train.config import QATaskSettings, TaskStageConfig
-from elm_train.kd import student_features
-from elm_train.task_distill import TaskTeacher, TaskTraining, is_elm
+from elm_train.task_distill import TaskTeacher, TaskTraining, is_elm, student_loss
 
 MASKED = -1e4
 """Logit given to padding positions before a softmax over a window's tokens (finite in bf16)."""
@@ -160,18 +159,7 @@ class QATaskKD(nn.Module):
             None,
             **self.cfg.qa.logits_params,
         )
-        logs["kd_loss"] = float(prediction.detach())
-        total = self.cfg.logits_weight * prediction
-        if self.cfg.label_weight > 0:
-            total = total + self.cfg.label_weight * label_loss
-        if hidden:
-            assert self.objective is not None
-            features = student_features(output) if self.elm else self.taps.features  # type: ignore[union-attr]
-            distilled = self.objective(features, teacher, inputs.get("attention_mask"))
-            total = total + distilled.total
-            logs["hidden_loss"] = float(distilled.total.detach())
-            logs.update({f"hidden.{k}": float(v) for k, v in distilled.terms.items()})
-        return total, logs
+        return student_loss(self, prediction, label_loss, output, teacher, inputs.get("attention_mask"), logs)
 
     def close(self) -> None:
         if self.taps is not None:

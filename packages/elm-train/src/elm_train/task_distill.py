@@ -176,6 +176,32 @@ def task_kd_loss(
 # --- the loss -----------------------------------------------------------------------------------
 
 
+def student_loss(
+    kd: Any,
+    prediction: torch.Tensor,
+    label_loss: torch.Tensor,
+    output: Any,
+    teacher: Features,
+    attention_mask: torch.Tensor | None,
+    logs: dict[str, float],
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """What every task's student learns from, classification and QA alike: ``logits_weight`` x
+    the prediction loss + ``label_weight`` x the label loss + the hidden-state terms of
+    ``kd.objective`` (a TaskKD or QATaskKD: through the student's own outputs, or its taps for a
+    non-ELM model)."""
+    logs["kd_loss"] = float(prediction.detach())
+    total = kd.cfg.logits_weight * prediction
+    if kd.cfg.label_weight > 0:
+        total = total + kd.cfg.label_weight * label_loss
+    if kd.objective is not None:
+        features = student_features(output) if kd.elm else kd.taps.features
+        distilled = kd.objective(features, teacher, attention_mask)
+        total = total + distilled.total
+        logs["hidden_loss"] = float(distilled.total.detach())
+        logs.update({f"hidden.{k}": float(v) for k, v in distilled.terms.items()})
+    return total, logs
+
+
 class TaskKD(nn.Module):
     """A task model's loss: on the labels alone without a teacher (the teacher's own fine-tuning);
     with one, ``label_weight`` x the label loss + ``logits_weight`` x the prediction loss + the
@@ -231,18 +257,7 @@ class TaskKD(nn.Module):
             return label_loss, logs
         assert teacher.logits is not None  # TaskTeacher always sets them
         prediction = self.prediction_loss(logits, teacher.logits, labels)
-        logs["kd_loss"] = float(prediction.detach())
-        total = self.cfg.logits_weight * prediction
-        if self.cfg.label_weight > 0:
-            total = total + self.cfg.label_weight * label_loss
-        if hidden:
-            assert self.objective is not None
-            features = student_features(output) if self.elm else self.taps.features  # type: ignore[union-attr]
-            distilled = self.objective(features, teacher, batch.get("attention_mask"))
-            total = total + distilled.total
-            logs["hidden_loss"] = float(distilled.total.detach())
-            logs.update({f"hidden.{k}": float(v) for k, v in distilled.terms.items()})
-        return total, logs
+        return student_loss(self, prediction, label_loss, output, teacher, batch.get("attention_mask"), logs)
 
     def close(self) -> None:
         if self.taps is not None:

@@ -7,7 +7,6 @@ split in its values), and a model card with EM/F1 beside each fine-tuned student
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +15,8 @@ from transformers import AutoModelForQuestionAnswering, PreTrainedModel
 import elm_eval
 from elm_eval import TaskResult
 from elm_train import distributed as dist
-from elm_train.checkpoint import write_json_atomic
-from elm_train.fsio import atomic_directory
 from elm_train.models.model_card import ModelCardInfo, Score, write_model_card
+from elm_train.pipeline.task_models import train_and_publish
 from elm_train.qa_distill import QATaskTraining, QAValidation, encode_train, qa_model
 from elm_train.task_distill import task_deepspeed
 
@@ -154,16 +152,7 @@ def _train(
         metrics=run.metrics,
         checkpoint_every=run.config.supernet.checkpoint_every,
     )
-    history = trainer.train()
-    if dist.rank() == 0:
-        write_json_atomic(layout.task_loss_curve(name, who), [loss for _, loss in history])
-        write_json_atomic(
-            layout.task_selection(name, who), {"best": trainer.best, "evaluations": trainer.evaluations}
-        )
-        with atomic_directory(target) as tmp:
-            shutil.copytree(trainer.best_dir, tmp, dirs_exist_ok=True)
-    dist.barrier()
-    return target
+    return train_and_publish(run, name, who, trainer, target)
 
 
 def _card(run: Run, name: str, student: str, info: dict[str, Any], result: TaskResult) -> Path:

@@ -78,6 +78,14 @@ def train_task_model(
         metrics=run.metrics,
         checkpoint_every=run.config.supernet.checkpoint_every,
     )
+    return train_and_publish(run, name, who, trainer, target)
+
+
+def train_and_publish(run: Run, name: str, who: str, trainer: TaskTraining, target: Path) -> Path:
+    """Run ``trainer`` and publish its best validation checkpoint at ``target`` with its loss
+    curve and selection record beside it (rank 0 writes, every rank waits): one route for the
+    classification and the question-answering tasks."""
+    layout = run.layout
     history = trainer.train()
     if dist.rank() == 0:
         write_json_atomic(layout.task_loss_curve(name, who), [loss for _, loss in history])
