@@ -27,7 +27,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from elm_eval.errors import ElmEvalError, describe_validation_error, one_line
 from elm_eval.files import check_encoding, read_text
-from elm_eval.task_data import _kept, _RawSplit, _read_hub
+from elm_eval.task_data import _kept, _RawSplit, _read_hub, jsonl_split
 from elm_eval.tasks import HubSource
 
 QA_COLUMNS = ("id", "context", "question", "answers")
@@ -211,21 +211,7 @@ def _read_file(path: Path, source: QAFileSource) -> _RawSplit:
             if not all(isinstance(row, dict) for row in document):
                 raise ElmEvalError(f"{path}: a JSON list of rows must hold objects")
             return _RawSplit(str(path), list(dict.fromkeys(k for r in document for k in r)), document, None)
-    rows, lines = [], []
-    for line_no, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ElmEvalError(f"{path}, line {line_no}: not valid JSON ({exc.msg})") from None
-        except RecursionError:
-            raise ElmEvalError(f"{path}, line {line_no}: JSON nested too deeply") from None
-        if not isinstance(row, dict):
-            raise ElmEvalError(f"{path}, line {line_no}: expected a JSON object per line")
-        rows.append(row)
-        lines.append(line_no)
-    return _RawSplit(str(path), list(dict.fromkeys(k for r in rows for k in r)), rows, lines)
+    return jsonl_split(text, path)
 
 
 def _check_answers(value: Any, context: str, where: str, allow_none: bool) -> dict[str, list]:

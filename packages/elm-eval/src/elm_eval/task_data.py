@@ -123,8 +123,9 @@ def _read_delimited(path: Path, delimiter: str, source: FileSource) -> _RawSplit
     return _RawSplit(str(path), columns, rows, lines)
 
 
-def _read_jsonl(path: Path, source: FileSource) -> _RawSplit:
-    text = read_text(path, "data file", source.encoding, _encoding_hint(source))
+def jsonl_split(text: str, path: Path) -> _RawSplit:
+    """JSON lines as rows, each remembering its line for the errors that name it (shared with
+    the question-answering data)."""
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     for line_no, line in enumerate(text.split("\n"), start=1):
@@ -142,6 +143,10 @@ def _read_jsonl(path: Path, source: FileSource) -> _RawSplit:
         lines.append(line_no)
     columns = list(dict.fromkeys(key for row in rows for key in row))
     return _RawSplit(str(path), columns, rows, lines)
+
+
+def _read_jsonl(path: Path, source: FileSource) -> _RawSplit:
+    return jsonl_split(read_text(path, "data file", source.encoding, _encoding_hint(source)), path)
 
 
 def _read_file(path: Path, source: FileSource) -> _RawSplit:
