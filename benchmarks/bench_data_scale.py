@@ -10,7 +10,8 @@ For each size: seconds, MB/s, peak memory of the whole process tree (sampled fro
 summed, PSS summed, and the anonymous part of PSS, which leaves out file pages that memory-mapped
 Arrow files share with the page cache), blocks, and the disk the blocks take (and the most the run
 directory held while it ran). The limit is the fast tokenizer alone on the same text and cores
-(``encode_batch`` over batches of 1,000 lines, its own threads on every core). A two-rank
+(``encode_batch`` over batches of 1,000 lines, its own threads on every core), run right after
+each size on that corpus's first 0.25 GB, so each ratio compares runs under the same load. A two-rank
 ``torchrun`` of a few supernet steps on two sizes' blocks compares each rank's peak memory.
 
 Corpora and run directories go to ``--scratch`` (not the repository) and are deleted at the end.
@@ -36,6 +37,9 @@ import yaml
 
 NAME = "data_scale"
 GB = 1_000_000_000
+ALONE_GB = 0.25
+"""Text the tokenizer alone reads after each size: enough for a steady rate, short enough to
+measure after every size."""
 DOCUMENT_BYTES = 3_300
 """English Wikipedia's average article (about 21 GB of text over 6.4M articles, 20231101.en)."""
 DATA = {"block_size": 128, "max_train_blocks": None, "max_valid_blocks": 50 * 64}
@@ -184,17 +188,19 @@ import sys, time
 from elm_train import teacher
 tok = teacher.load_tokenizer("builtin:minilm-l6").backend_tokenizer
 tok.no_truncation(); tok.no_padding()
-lines = tokens = 0
+lines = tokens = read = 0
+limit = int(sys.argv[2])
 start = time.perf_counter()
 with open(sys.argv[1]) as f:
-    while True:
+    while read < limit:
         batch = [line for _, line in zip(range(1000), f)]
         if not batch:
             break
+        read += sum(len(line) for line in batch)
         for enc in tok.encode_batch(batch, add_special_tokens=False):
             tokens += len(enc.ids)
         lines += len(batch)
-print(time.perf_counter() - start, lines, tokens)
+print(time.perf_counter() - start, lines, tokens, read)
 """
 
 
@@ -253,21 +259,23 @@ def main() -> None:
             "load_average_1m_after": round(os.getloadavg()[0], 2),
         }
         print(size, row, flush=True)
-        if size == min(args.sizes):
-            alone_env = {**env, "TOKENIZERS_PARALLELISM": "true"}
-            out = subprocess.run(
-                [sys.executable, "-c", TOKENIZER_ALONE, str(corpus)], env=alone_env, check=True,
-                capture_output=True, text=True,
-            )  # fmt: skip
-            seconds, lines, tokens = out.stdout.split()[-3:]
-            results["tokenizer_alone"] = {
-                "corpus_gb": size,
-                "seconds": round(float(seconds), 1),
-                "mb_per_s": round(mb / float(seconds), 2),
-                "documents": int(lines),
-                "tokens": int(tokens),
-            }
-            print("tokenizer alone", results["tokenizer_alone"], flush=True)
+        # the limit, measured right after each size on the same text (its first ALONE_GB), so that
+        # each ratio compares two runs under the same load of the machine
+        alone_env = {**env, "TOKENIZERS_PARALLELISM": "true"}
+        out = subprocess.run(
+            [sys.executable, "-c", TOKENIZER_ALONE, str(corpus), str(int(min(size, ALONE_GB) * GB))],
+            env=alone_env, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        seconds, lines, tokens, read = out.stdout.split()[-4:]
+        row["tokenizer_alone"] = {
+            "corpus_mb": round(int(read) / 1e6, 1),
+            "seconds": round(float(seconds), 1),
+            "mb_per_s": round(int(read) / 1e6 / float(seconds), 2),
+            "documents": int(lines),
+            "tokens": int(tokens),
+            "load_average_1m_after": round(os.getloadavg()[0], 2),
+        }
+        print("tokenizer alone", row["tokenizer_alone"], flush=True)
         if size in args.ranks_sizes:
             torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
             cmd = [*torchrun, "-m", "elm_train.cli", "stage", "supernet", "--config", str(config)]
@@ -288,14 +296,15 @@ def main() -> None:
         largest.unlink(missing_ok=True)
     sizes = [f"{s}GB" for s in sorted(args.sizes)]
     small, big = results[sizes[0]], results[sizes[-1]]
-    limit = results["tokenizer_alone"]["mb_per_s"]
     goals = {
         "peak_anon_ratio_largest_over_smallest": round(
             big["peak_tree_anon_mb"] / small["peak_tree_anon_mb"], 3
         ),
         "peak_pss_ratio_largest_over_smallest": round(big["peak_tree_pss_mb"] / small["peak_tree_pss_mb"], 3),
         "largest_peak_pss_gib": round(big["peak_tree_pss_mb"] / 1024, 3),
-        "throughput_over_tokenizer_alone": {s: round(results[s]["mb_per_s"] / limit, 3) for s in sizes},
+        "throughput_over_tokenizer_alone": {
+            s: round(results[s]["mb_per_s"] / results[s]["tokenizer_alone"]["mb_per_s"], 3) for s in sizes
+        },
     }
     ranked = [s for s in sizes if "two_ranks" in results[s]]
     if len(ranked) == 2:
@@ -313,15 +322,18 @@ def main() -> None:
         f"{r['peak_tree_rss_mb']:,.0f} | {r['blocks_disk_gb']:.2f} | {r['peak_run_dir_gb']:.2f} |"
         for s, r in ((s, results[s]) for s in sizes)
     )
-    alone = results["tokenizer_alone"]
     text = (
         "The data stage (`elm-train stage data`, block 128, the teacher's uncased WordPiece) on "
         f"Wikipedia-shaped text, {args.threads} processes.\n\n"
         "| corpus | documents | tokens | blocks | seconds | MB/s | peak PSS MB | peak anon MB | "
         "peak RSS sum MB | blocks GB | run dir peak GB |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
         + rows
-        + f"\n\nThe fast tokenizer alone on the {alone['corpus_gb']} GB corpus: {alone['seconds']:.0f} s, "
-        f"{alone['mb_per_s']:.2f} MB/s.\n\nGoals: {json.dumps(goals)}\n"
+        + "\n\nThe fast tokenizer alone, right after each size on its first "
+        + ", ".join(
+            f"{results[s]['tokenizer_alone']['corpus_mb']:,.0f} MB: "
+            f"{results[s]['tokenizer_alone']['mb_per_s']:.2f} MB/s" for s in sizes
+        )
+        + f".\n\nGoals: {json.dumps(goals)}\n"
     )
     for s in ranked:
         per = results[s]["two_ranks"]["per_rank"]

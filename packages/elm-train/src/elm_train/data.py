@@ -64,6 +64,11 @@ TEXT = "text"
 IDS = "input_ids"
 BATCH_DOCUMENTS = 1000
 """Documents per tokenizer call (and per Arrow write): the unit that bounds memory."""
+RECORD_BATCH_BLOCKS = 32_768
+"""Blocks per Arrow record batch of a shard (8 MB of uint16 ids at block 128). Every rank that
+memory-maps the blocks touches each record batch's header when it opens them, and the kernel maps
+the pages around it too: with the writer's default of 1,000 rows a rank's resident memory grew
+with the number of blocks; batches this large keep it to a few pages per 32,768 blocks."""
 CHUNK_BYTES = 64_000_000
 """Text per chunk of an uncapped split: tokenised by a pool of processes, packed, written as one
 shard. The workers map the chunk's text, so it bounds their memory (and a resume redoes at most
@@ -665,7 +670,16 @@ class Streamer:
         name = f"blocks-{index:05d}.arrow"
         partial = work / f"{name}.partial"
         made = tokens = 0
-        with ArrowWriter(features=_ids_features(dtype), path=str(partial)) as writer:
+        pending: list[np.ndarray] = []
+        with ArrowWriter(
+            features=_ids_features(dtype), path=str(partial), writer_batch_size=RECORD_BATCH_BLOCKS
+        ) as writer:
+
+            def flush() -> None:
+                if pending:
+                    writer.write_table(_block_table(np.concatenate(pending), dtype))
+                    pending.clear()
+
             for batch in ids.with_format("arrow").iter(batch_size=BATCH_DOCUMENTS):
                 column = batch.column(IDS).combine_chunks()
                 flat = column.flatten().to_numpy(zero_copy_only=False)
@@ -675,10 +689,13 @@ class Streamer:
                 if cap is not None:
                     blocks = blocks[: cap - so_far - made]
                 if len(blocks):
-                    writer.write_table(_block_table(blocks, dtype))
+                    pending.append(blocks)
                     made += len(blocks)
+                    if sum(len(b) for b in pending) >= RECORD_BATCH_BLOCKS:
+                        flush()
                 if cap is not None and so_far + made >= cap:
                     break
+            flush()
             writer.finalize()
         faults.maybe_crash("data-shard")
         if made:
