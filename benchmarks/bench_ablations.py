@@ -49,11 +49,12 @@ import elm_train
 from elm_search import Objective
 from elm_space import Architecture
 from elm_train import baseline_architecture
-from elm_train.fitness import build_fitness
-from elm_train.head_choice import choose_heads
-from elm_train.multitask_training import TaskFitness, sample_heldout
+from elm_train.search.fitness import build_fitness
+from elm_train.search.head_choice import choose_heads
+from elm_train.training.multitask_training import TaskFitness, sample_heldout
 from elm_train.pipeline import Run
-from elm_train.searching import search_constraints, search_space
+from elm_train.search.searching import search_constraints, search_space
+from elm_train.pipeline import stages
 
 NAME = "ablations"
 VARIANTS = ("full", "no_heads", "random_search", "no_multitask", "no_growth", "mse_kd")
@@ -150,7 +151,7 @@ def heads(run: Run, arch: Architecture) -> Architecture:
     """The heads stage's CKA head choice for ``arch`` (same supernet, batches and threshold)."""
     cfg = run.config
     val = elm_train.eval_batches(run.blocks["validation"], cfg.deepspeed.micro_batch_size, cfg.heads.batches)
-    return choose_heads(run.trained_supernet().model, arch, val, cfg.heads.cka_threshold)[0]
+    return choose_heads(stages.supernet.trained_supernet(run).model, arch, val, cfg.heads.cka_threshold)[0]
 
 
 def search(run: Run, fitness: str, algorithm: str) -> dict[str, Any]:
@@ -166,20 +167,20 @@ def search(run: Run, fitness: str, algorithm: str) -> dict[str, Any]:
 
     def compute() -> dict[str, Any]:
         start = time.perf_counter()
-        space = run.trained_supernet().space
+        space = stages.supernet.trained_supernet(run).space
         if fitness == "task":
             pad = run.tokenizer.pad_token_id or 0
             heldout = {
                 name: (spec, sample_heldout(data, settings.task_examples, cfg.seed, name))
-                for name, (spec, data) in run.multitask_heldout().items()
+                for name, (spec, data) in stages.multitask.heldout(run).items()
             }
-            fit: Any = TaskFitness(run.multitask_model().supernet, heldout, pad)
+            fit: Any = TaskFitness(stages.multitask.multitask_model(run).supernet, heldout, pad)
         else:
             val = elm_train.eval_batches(
                 run.blocks["validation"], cfg.deepspeed.micro_batch_size, settings.valid_batches
             )
             fit = build_fitness(
-                settings, run.trained_supernet().model, run.teacher_features, val, cfg.supernet.dynamic
+                settings, stages.supernet.trained_supernet(run).model, run.teacher_features, val, cfg.supernet.dynamic
             )
         objective = Objective(fit.name, fit, maximize=fit.maximize)
         constraints = search_constraints(space, settings, cfg.data.block_size)

@@ -61,10 +61,11 @@ from elm_eval.loading import forward_kwargs, load_model, load_tokenizer, output_
 from elm_search import Objective
 from elm_space import Architecture
 from elm_train import baseline_architecture, task_spec
-from elm_train.fitness import ParamsFitness, build_fitness
-from elm_train.multitask_training import TaskFitness
+from elm_train.search.fitness import ParamsFitness, build_fitness
+from elm_train.training.multitask_training import TaskFitness
 from elm_train.pipeline import Run
-from elm_train.searching import search_constraints, search_space
+from elm_train.search.searching import search_constraints, search_space
+from elm_train.pipeline import stages
 
 NAME = "decisive"
 FITNESSES = ("kd", "task", "wpca", "params")
@@ -156,7 +157,7 @@ class TimedFitness:
 def fitnesses(run: Run) -> dict[str, TimedFitness]:
     """The four search fitnesses, all on this run's one trained (and multitask-trained) supernet."""
     cfg = run.config
-    trained = run.trained_supernet()
+    trained = stages.supernet.trained_supernet(run)
     val = elm_train.eval_batches(
         run.blocks["validation"], cfg.deepspeed.micro_batch_size, cfg.search.valid_batches
     )
@@ -167,7 +168,7 @@ def fitnesses(run: Run) -> dict[str, TimedFitness]:
             build_fitness(settings, trained.model, run.teacher_features, val, cfg.supernet.dynamic)
         )
     pad = run.tokenizer.pad_token_id or 0
-    out["task"] = TimedFitness(TaskFitness(run.multitask_model().supernet, run.multitask_heldout(), pad))
+    out["task"] = TimedFitness(TaskFitness(stages.multitask.multitask_model(run).supernet, stages.multitask.heldout(run), pad))
     out["params"] = TimedFitness(ParamsFitness())
     return out
 
@@ -175,7 +176,7 @@ def fitnesses(run: Run) -> dict[str, TimedFitness]:
 def search(run: Run, name: str, fitness: TimedFitness, seed: int) -> dict[str, Any]:
     """The configured searcher over the trained supernet's space with one fitness (cached)."""
     cfg = run.config
-    space = run.grown_space()
+    space = stages.supernet.grown_space(run)
     key = f"decisive-search-{name}-{cfg.search.algorithm}-g{cfg.search.generations}p{cfg.search.population}"
     bench = run.dir / "bench"
     bench.mkdir(parents=True, exist_ok=True)
@@ -375,7 +376,7 @@ def run_seed(args: Any, seed: int, part: str = "all") -> dict[str, Any]:
         watch.lap(f"search {name}")
     if part == "prepare":
         return {"seed": seed, "part": part, "seconds": watch.seconds}
-    space = run.grown_space()
+    space = stages.supernet.grown_space(run)
     primary = Architecture.model_validate(found[args.primary]["architecture"])
     params = elm_space.count_params(primary)
     models: dict[str, Architecture] = {

@@ -27,6 +27,7 @@ from elm_search import FeasibleSampler, GenomeCodec, ParamBudget
 from elm_space import Architecture, SearchSpace
 from elm_train import baseline_architecture, task_spec
 from elm_train.pipeline import Run
+from elm_train.pipeline import stages
 
 NAME = "end_to_end"
 METRICS = ("params", "task_score", "lm_loss", "kd_loss", "latency_ms")
@@ -82,7 +83,7 @@ def end_to_end(smoke: bool, seed: int, randoms: int, dynamic: bool = True) -> di
     run = _common.open_run(_common.run_config(smoke, dynamic=dynamic, seed=seed))
     _common.stages(run, "data", "supernet", "search", "heads")
     watch.lap("supernet, search, heads")
-    space = run.grown_space()
+    space = stages.supernet.grown_space(run)
     found = run.architecture(run.layout.heads_architecture)
     params = elm_space.count_params(found)
     models = {"found": found, "baseline": baseline_architecture(space, params)}

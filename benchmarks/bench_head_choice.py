@@ -36,8 +36,9 @@ import elm_train
 from elm_distill import head_cka_matrix, per_head_features, redundant_heads
 from elm_space import Architecture
 from elm_train import RunConfig
-from elm_train.head_choice import heads_after_pruning
+from elm_train.search.head_choice import heads_after_pruning
 from elm_train.pipeline import Run
+from elm_train.pipeline import stages
 
 NAME = "head_choice"
 THRESHOLD = 0.9
@@ -46,7 +47,7 @@ THRESHOLD = 0.9
 def contexts(run: Run, arch: Architecture) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Per layer ``[heads, n, tokens x head_dim]`` features of the head-choice batches, and the masks."""
     cfg = run.config
-    model = run.trained_supernet().model
+    model = stages.supernet.trained_supernet(run).model
     val = elm_train.eval_batches(run.blocks["validation"], cfg.deepspeed.micro_batch_size, cfg.heads.batches)
     per_layer: list[list[torch.Tensor]] = [[] for _ in arch.layers]
     masks = []
@@ -115,7 +116,7 @@ def start_loss_and_latency(run: Run, arch: Architecture, chosen: Architecture) -
     students = {}
     for label, a in (("searched", arch), ("chosen", chosen)):
         student, objective = elm_train.build_student(
-            run.trained_supernet().model,
+            stages.supernet.trained_supernet(run).model,
             a,
             "supernet",
             cfg.retrain.kd,
@@ -142,7 +143,7 @@ def start_loss_and_latency(run: Run, arch: Architecture, chosen: Architecture) -
 def probe(run_dir: Path, randoms: int) -> dict[str, Any]:
     config = RunConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
     run = Run(config, run_dir)
-    space = run.grown_space()
+    space = stages.supernet.grown_space(run)
     found = run.architecture(run.layout.search_architecture)
     rng = random.Random(f"head-choice:{config.seed}")
     archs = {"found": found}

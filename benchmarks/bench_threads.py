@@ -1,5 +1,5 @@
 """Benchmark 7: a stage alone and next to one other CPU-bound process, before and after the
-thread policy (elm_train.threads).
+thread policy (elm_train.runtime.threads).
 
 "Before" is what elm-train did until now: torch's default (one thread per core) and OpenMP's
 default spinning. "After" is the elm-train command's default: threads by the cores other work

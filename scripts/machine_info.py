@@ -36,7 +36,7 @@ def main() -> None:
     print(f"cpu flags: {' '.join(f for f in FLAGS if f in flags) or 'none of ' + ', '.join(FLAGS)}")
     import torch
 
-    from elm_train.precision import accelerator, unsupported_reason
+    from elm_train.runtime.precision import accelerator, unsupported_reason
 
     print(f"torch {torch.__version__}; DeepSpeed accelerator: {accelerator().device_name()}")
     for precision in ("bf16", "fp16"):

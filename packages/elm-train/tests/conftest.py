@@ -22,10 +22,10 @@ from transformers import BertConfig, BertModel, BertTokenizerFast
 def precision_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> set[str]:
     """Skip a test whose declared precisions this machine lacks; fail one that trains at another.
 
-    Every engine is built through :func:`elm_train.engine.build_engine`, which asks
-    :func:`elm_train.precision.unsupported_reason` before DeepSpeed does; answering there covers
+    Every engine is built through :func:`elm_train.training.engine.build_engine`, which asks
+    :func:`elm_train.runtime.precision.unsupported_reason` before DeepSpeed does; answering there covers
     every route into an engine in this process. Returns the declared precisions."""
-    from elm_train import precision as precision_module
+    from elm_train.runtime import precision as precision_module
 
     declared = {p for mark in request.node.iter_markers("precision") for p in mark.args}
     real = precision_module.unsupported_reason

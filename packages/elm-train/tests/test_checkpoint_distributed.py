@@ -13,10 +13,10 @@ from pathlib import Path
 import datasets, torch
 from elm_train import checkpoint
 from elm_train import distributed as dist
-from elm_train.checkpoint import CheckpointWarning
+from elm_train.runtime.checkpoint import CheckpointWarning
 from elm_train.config import DeepSpeedConfig, OptimConfig
-from elm_train.loop import NonFiniteLossError, TrainLoop
-from elm_train.metrics import MetricsLog
+from elm_train.training.loop import NonFiniteLossError, TrainLoop
+from elm_train.runtime.metrics import MetricsLog
 
 torch.set_num_threads(1)
 out = Path(sys.argv[1])

@@ -23,7 +23,7 @@ import yaml
 from transformers import AutoTokenizer
 
 from elm_train import data
-from elm_train.batches import epoch_order
+from elm_train.training.batches import epoch_order
 from elm_train.config import DataConfig
 
 

@@ -20,7 +20,7 @@ import yaml
 from safetensors.torch import load_file
 
 from elm_train.cli import main
-from elm_train.multitask_training import WEIGHTS_FILE as MULTITASK_WEIGHTS
+from elm_train.training.multitask_training import WEIGHTS_FILE as MULTITASK_WEIGHTS
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +122,7 @@ GROWTH_SCRIPT = textwrap.dedent(
     import json, sys
     import torch
     from elm_train import distributed as dist
-    from elm_train.pca import PcaTracker
+    from elm_train.training.pca import PcaTracker
 
     dist.init_distributed()
     rank = dist.rank()

@@ -3,7 +3,7 @@ uninterrupted run, or stops with a one-line error naming the file; no run exits 
 results.
 
 One uninterrupted reference run (in-process). Kill rows: ``elm-train run`` in a subprocess that
-SIGKILLs itself at a named point (:mod:`elm_train.faults`, ``ELM_TRAIN_CRASH_AFTER_STEP``), then
+SIGKILLs itself at a named point (:mod:`elm_train.runtime.faults`, ``ELM_TRAIN_CRASH_AFTER_STEP``), then
 ``--resume`` in-process, then the outputs are compared with the reference: the supernet's weights,
 the search result, the retrained students' weights and tokenizer files, the task models' weights
 and every number of the report. Damage rows start from a run killed mid-supernet and damage its
@@ -33,10 +33,10 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from elm_train import checkpoint, fsio
-from elm_train.checkpoint import CheckpointWarning
+from elm_train.runtime import checkpoint, fsio
+from elm_train.runtime.checkpoint import CheckpointWarning
 from elm_train.cli import main
-from elm_train.lock import RunLock
+from elm_train.runtime.lock import RunLock
 
 pytestmark = pytest.mark.slow
 

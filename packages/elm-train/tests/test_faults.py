@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from elm_train import faults
+from elm_train.runtime import faults
 
 REACH = """
 from elm_train import faults

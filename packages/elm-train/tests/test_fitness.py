@@ -7,10 +7,11 @@ import torch
 
 import elm_space
 from elm_train.config import DynamicConfig, SearchStageConfig, TeacherConfig
-from elm_train.fitness import ParamsFitness, SupernetFitness, WpcaFitness, build_fitness
-from elm_train.pca import pca_count
+from elm_train.search.fitness import ParamsFitness, SupernetFitness, WpcaFitness, build_fitness
+from elm_train.training.pca import pca_count
 from elm_train.pipeline import Run, run_stage
 from elm_train.presets import preset
+from elm_train.pipeline import stages
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +19,9 @@ def trained(tmp_path_factory, tiny_teacher_dir):
     config = preset("tiny").model_copy(update={"teacher": TeacherConfig(name_or_path=str(tiny_teacher_dir))})
     run = Run.open(config, tmp_path_factory.mktemp("fitness") / "run")
     run_stage(run, "supernet", echo=lambda _: None)
-    from elm_train.batches import eval_batches
+    from elm_train.training.batches import eval_batches
 
-    return run, run.trained_supernet(), eval_batches(run.blocks["validation"], 8, 2)
+    return run, stages.supernet.trained_supernet(run), eval_batches(run.blocks["validation"], 8, 2)
 
 
 def test_wpca_is_the_layer_mean_pca_count_times_parameters(trained):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from elm_train import checkpoint, fsio
+from elm_train.runtime import checkpoint, fsio
 
 
 def test_write_json_atomic_replaces_and_leaves_no_temporary(tmp_path):

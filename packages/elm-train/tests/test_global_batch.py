@@ -16,7 +16,7 @@ from elm_train.config import (
     load_config,
     merge_configs,
 )
-from elm_train.global_batch import GlobalBatchError, check_run, split_batch
+from elm_train.training.global_batch import GlobalBatchError, check_run, split_batch
 from elm_train.pipeline.plan import make_plan
 from elm_train.presets import preset
 

@@ -5,7 +5,7 @@ tests/test_growth.py follows the whole 10-epoch trajectory.
 """
 
 import elm_space
-from elm_train.supernet_training import default_grow_count
+from elm_train.training.supernet_training import default_grow_count
 
 
 def test_pairs_per_epoch_follow_the_reference_formula():

@@ -4,7 +4,7 @@ import elm_space
 from elm_search import LatencyPredictor, SearchResult
 from elm_space import SearchSpace
 from elm_train.config import SearchStageConfig, TeacherConfig
-from elm_train.latency_table import measure_table
+from elm_train.search.latency_table import measure_table
 from elm_train.pipeline import Run, run_stage
 from elm_train.presets import preset
 

@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from elm_train.errors import ElmTrainError
-from elm_train.lock import LOCK_FILE, RunLock, RunLockedError, read_holder
+from elm_train.runtime.errors import ElmTrainError
+from elm_train.runtime.lock import LOCK_FILE, RunLock, RunLockedError, read_holder
 
 TRY_LOCK = """
 import sys
-from elm_train.lock import RunLock, RunLockedError
+from elm_train.runtime.lock import RunLock, RunLockedError
 try:
     with RunLock(sys.argv[1]):
         print("acquired")
@@ -26,7 +26,7 @@ except RunLockedError as e:
 
 HOLD_LOCK = """
 import sys, time
-from elm_train.lock import RunLock
+from elm_train.runtime.lock import RunLock
 lock = RunLock(sys.argv[1]).acquire()
 print("held", flush=True)
 time.sleep(60)

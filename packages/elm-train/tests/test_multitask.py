@@ -18,7 +18,7 @@ from transformers import BertConfig, BertForSequenceClassification
 import elm_eval
 import elm_space
 from elm_eval import FileSource, TaskSpec
-from elm_train import task_distill
+from elm_train.training import task_distill
 from elm_train.cli import main
 from elm_train.config import (
     DeepSpeedConfig,
@@ -31,7 +31,7 @@ from elm_train.config import (
     TaskStageConfig,
     TeacherConfig,
 )
-from elm_train.multitask_training import (
+from elm_train.training.multitask_training import (
     MultitaskTask,
     MultitaskTraining,
     TaskFitness,
@@ -41,8 +41,8 @@ from elm_train.multitask_training import (
     task_key,
 )
 from elm_train.presets import preset
-from elm_train.retraining import build_student
-from elm_train.supernet_training import build_supernet_kd
+from elm_train.training.retraining import build_student
+from elm_train.training.supernet_training import build_supernet_kd
 
 SPACE = elm_space.preset("tiny")  # 3 layers x 32, vocabulary 100
 

@@ -13,11 +13,12 @@ import elm_eval
 import elm_space
 from elm_search import SearchResult
 from elm_space import Architecture, SearchSpace
-from elm_train.batches import eval_batches
+from elm_train.training.batches import eval_batches
 from elm_train.config import TeacherConfig
-from elm_train.head_choice import choose_heads, searched_heads
+from elm_train.search.head_choice import choose_heads, searched_heads
 from elm_train.pipeline import STAGE_NAMES, Run, run_all
 from elm_train.presets import preset
+from elm_train.pipeline import stages
 
 
 @pytest.fixture(scope="module")
@@ -103,14 +104,14 @@ def test_heads_divide_and_keep_parameters(finished):
     report = json.loads((run.dir / "heads" / "cka.json").read_text())
     assert [r["kept"] for r in report] == [c.heads for c in after.layers]
     # the tiny space offers 2 or 4 heads per candidate: the search chose them, CKA keeps them
-    assert searched_heads(run.grown_space(), before) == [True] * len(before.layers)
+    assert searched_heads(stages.supernet.grown_space(run), before) == [True] * len(before.layers)
     assert after == before and all(r["searched"] and r["removed"] == [] for r in report)
 
 
 def test_head_choice_keeps_searched_counts_unless_told(finished):
     run, _ = finished
     arch = Architecture.model_validate_json((run.dir / "search" / "architecture.json").read_text())
-    model = run.trained_supernet().model
+    model = stages.supernet.trained_supernet(run).model
     val = eval_batches(run.blocks["validation"], run.config.deepspeed.micro_batch_size, 1)
     chosen, free = choose_heads(model, arch, val, 0.0)  # threshold 0: every later head is redundant
     assert [c.heads for c in chosen.layers] == [1] * len(arch.layers)

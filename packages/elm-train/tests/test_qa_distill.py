@@ -14,8 +14,8 @@ from elm_eval.qa_standin import standin_rows
 from elm_train.config import DeepSpeedConfig, OptimConfig, QATaskSettings, TaskStageConfig
 from elm_train.models import ElmForQuestionAnswering
 from elm_train.models.settings import elm_config
-from elm_train.qa_distill import QATaskKD, QATaskTraining, QATeacher, QAValidation, encode_train, span_logits
-from elm_train.task_distill import task_kd_loss
+from elm_train.training.qa_distill import QATaskKD, QATaskTraining, QATeacher, QAValidation, encode_train, span_logits
+from elm_train.training.task_distill import task_kd_loss
 
 QA = QATaskSettings(max_seq_length=48, doc_stride=8, max_query_length=8)
 
@@ -65,7 +65,7 @@ def teacher(vocab: int, seed: int = 1) -> BertForQuestionAnswering:
 
 
 def _batch(tokenizer, n: int = 4) -> dict[str, torch.Tensor]:
-    from elm_train import batches
+    from elm_train.training import batches
 
     rows = encode_train(tokenizer, _split("v2", "train", 12), QA)
     return batches.collate(rows[:n], tokenizer.pad_token_id)

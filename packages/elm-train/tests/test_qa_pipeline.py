@@ -17,6 +17,7 @@ from elm_train.models.model_card import read_metadata
 from elm_train.pipeline import Run, run_stage
 from elm_train.pipeline.plan import format_plan, make_plan
 from elm_train.presets import preset
+from elm_train.pipeline import stages
 
 
 @pytest.mark.slow
@@ -46,7 +47,7 @@ def test_a_tiny_run_fine_tunes_and_distils_both_squad_tasks(tmp_path, tiny_teach
     run_stage(run, "tasks")
     results = [elm_eval.load_result(p) for p in sorted(run.layout.results.glob("*.json"))]
     tasks = {(r.task, r.model): r for r in results if r.kind == "task"}
-    students = list(run.students())
+    students = list(stages.retrain.students(run))
     assert set(tasks) == {(t, m) for t in ("squad", "squad_v2") for m in ["teacher", *students]}
     for (task, who), result in tasks.items():
         assert result.metric == task and result.score == result.validation_metrics["f1"]

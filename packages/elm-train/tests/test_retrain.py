@@ -5,7 +5,7 @@ import torch
 import elm_space
 from elm_space import BlockKind, SearchSpace
 from elm_train.models import ElmSupernet
-from elm_train.retraining import baseline_architecture, narrowed_space
+from elm_train.training.retraining import baseline_architecture, narrowed_space
 
 
 def _grown(widths: list[tuple[int, int]]) -> SearchSpace:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from elm_train.cli import main
-from elm_train.threads import choose_threads, configure
+from elm_train.runtime.threads import choose_threads, configure
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,11 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from elm_train.batches import train_batch
+from elm_train.training.batches import train_batch
 from elm_train.config import TeacherConfig
 from elm_train.pipeline import Run
 from elm_train.presets import preset
-from elm_train.supernet_training import SupernetTraining
+from elm_train.training.supernet_training import SupernetTraining
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from elm_train.pipeline.plan import make_plan
 from elm_train.pipeline.stages.tasks import seed_name
 from elm_train.pipeline.uncertainty import verdict
 from elm_train.presets import preset
+from elm_train.pipeline import stages
 
 SEEDS = 2
 
@@ -39,12 +40,12 @@ def _predictions(run, task, who):
 def test_predictions_are_the_selected_models_and_seeds_fine_tune_again(finished):
     run = finished
     for task in run.config.task_names:
-        for who in ["teacher", *(seed_name(s, k) for s in run.students() for k in range(SEEDS))]:
+        for who in ["teacher", *(seed_name(s, k) for s in stages.retrain.students(run) for k in range(SEEDS))]:
             p = _predictions(run, task, who)
             # elm-eval's per-example predictions of the saved model score what the stage selected
             assert p["score"] == pytest.approx(p["selection_score"], abs=1e-12)
             assert elm_eval.compute_metric(p["metric"], p["predictions"], p["labels"])[0] == p["score"]
-        for student in run.students():
+        for student in stages.retrain.students(run):
             first, second = (_predictions(run, task, seed_name(student, k)) for k in range(SEEDS))
             assert first["labels"] == second["labels"]
             # another seed is another fine-tuning (new head init, order, dropout): other weights
@@ -55,7 +56,7 @@ def test_predictions_are_the_selected_models_and_seeds_fine_tune_again(finished)
     # the elm-eval results (the comparison table) stay one per model and task: the first seed's
     results = [elm_eval.load_result(p) for p in run.layout.results.glob("*.json")]
     task_models = sorted(r.model for r in results if r.kind == "task")
-    assert task_models == sorted(["teacher", *run.students()] * len(run.config.task_names))
+    assert task_models == sorted(["teacher", *stages.retrain.students(run)] * len(run.config.task_names))
 
 
 @pytest.mark.slow
@@ -80,7 +81,7 @@ def test_report_bootstrap_and_seed_spread_are_computed_from_the_predictions(fini
             assert boot["tasks"][task]["low"] <= boot["tasks"][task]["high"]
     seeds = info["fine_tuning_seeds"]
     assert seeds["seeds"] == [run.config.seed, run.config.seed + 1]
-    for student in run.students():
+    for student in stages.retrain.students(run):
         for task in tasks:
             s = seeds["scores"][student][task]
             per_seed = [_predictions(run, task, seed_name(student, k))["score"] for k in range(SEEDS)]

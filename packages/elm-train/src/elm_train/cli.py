@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from elm_train.threads import SPIN_ENV
+from elm_train.runtime.threads import SPIN_ENV
 
 for _key, _value in SPIN_ENV.items():  # before anything loads torch's OpenMP runtime
     os.environ.setdefault(_key, _value)
@@ -29,7 +29,7 @@ from elm_search.latency import LatencyTableError
 from elm_search.state import SearchStateError
 from elm_space import SpaceError
 from elm_train.config import ConfigError, RunConfig, load_config
-from elm_train.errors import ElmTrainError
+from elm_train.runtime.errors import ElmTrainError
 from elm_train.models.configuration_elm import ElmModelError
 from elm_train.presets import PRESETS, preset
 
@@ -66,7 +66,7 @@ def preflight(config: RunConfig) -> None:
     """Everything about a config that can be checked before a run directory is touched: the
     local corpus files, and the budgets when the vocabulary is known from the config."""
     from elm_train.data import check_corpus
-    from elm_train.searching import check_budgets
+    from elm_train.search.searching import check_budgets
 
     check_corpus(config.data)
     for hub_id, mirror in config.hub_mirrors.items():
@@ -81,12 +81,12 @@ def preflight(config: RunConfig) -> None:
 def _check_layer_maps(config: RunConfig) -> None:
     """Explicit layer maps against the teacher's depth, when its config is on this machine (a
     hub teacher is checked as soon as it loads)."""
-    from elm_train.kd import layer_maps
+    from elm_train.training.kd import layer_maps
 
     if not any(isinstance(m, list) for m in layer_maps(config).values()):
         return  # 'last' and 'first' fit any teacher
     from elm_train import teacher
-    from elm_train.kd import check_layer_maps
+    from elm_train.training.kd import check_layer_maps
 
     spec = config.teacher
     if spec.train is not None:
@@ -102,15 +102,15 @@ def machine_check(config: RunConfig) -> None:
     """What this machine must be able to do for the config, checked before any stage runs (not
     by ``--plan`` or ``config validate``: a config may be written for another machine)."""
     if config.deepspeed.precision != "fp32":
-        from elm_train.precision import check_precision
+        from elm_train.runtime.precision import check_precision
 
         check_precision(config.deepspeed.precision)
 
 
 def _open(args: argparse.Namespace, config: RunConfig, stack: contextlib.ExitStack) -> Run:
     """The run directory, checked and locked for this process (rank 0 holds the lock for all)."""
-    from elm_train.distributed import rank
-    from elm_train.lock import RunLock
+    from elm_train.runtime.distributed import rank
+    from elm_train.runtime.lock import RunLock
     from elm_train.pipeline import Run, RunLayout  # torch loads only for commands that train
 
     preflight(config)
@@ -153,7 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         machine_check(config)
         print(json.dumps(dry_run(config), indent=2))
         return 0
-    from elm_train.distributed import rank
+    from elm_train.runtime.distributed import rank
     from elm_train.pipeline import run_all
 
     with contextlib.ExitStack() as stack:
@@ -165,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    from elm_train.distributed import rank
+    from elm_train.runtime.distributed import rank
     from elm_train.pipeline import run_stage
 
     with contextlib.ExitStack() as stack:
@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """The command. Run from the command line it owns its process and picks torch's threads
-    (:mod:`elm_train.threads`); called with ``argv`` from Python it leaves the caller's thread
+    (:mod:`elm_train.runtime.threads`); called with ``argv`` from Python it leaves the caller's thread
     setting alone unless ``--threads`` is given."""
     owns_process = argv is None
     argv = sys.argv[1:] if argv is None else argv
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         if threads is not None and threads < 1:
             raise ConfigError(f"--threads {threads}: must be at least 1")
         if threads is not None or (owns_process and args.command in ("run", "stage")):
-            from elm_train import threads as thread_policy
+            from elm_train.runtime import threads as thread_policy
 
             thread_policy.configure(threads)
         return args.func(args)

@@ -29,7 +29,7 @@ import elm_search
 import elm_space
 from elm_distill import LOSSES
 from elm_space import SearchSpace
-from elm_train.errors import ElmTrainError
+from elm_train.runtime.errors import ElmTrainError
 from elm_train.models.settings import ModelSettings
 
 
@@ -213,7 +213,7 @@ class DeepSpeedConfig(_Section):
     """Examples per optimizer step over all processes, for every training stage whose section sets
     no ``batch_size`` of its own (supernet, retraining, the stand-in teacher; multi-task and task
     fine-tuning fall back to it). The same on 1, 2, 4 or 8 processes: the accumulation is derived
-    from it, the micro-batch and the process count (:mod:`elm_train.global_batch`); a global batch
+    from it, the micro-batch and the process count (:mod:`elm_train.training.global_batch`); a global batch
     that does not split over the processes is refused when the run starts. ``None``:
     ``micro_batch_size x gradient_accumulation_steps``."""
     gradient_clipping: float = Field(default=1.0, ge=0)

@@ -17,7 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 import elm_eval
 from elm_eval import LatencyConfig, LMResult, OrtModel, TaskSpec, TaskSplit
-from elm_train.errors import ElmTrainError
+from elm_train.runtime.errors import ElmTrainError
 
 RUNTIME_LABELS = {
     "pytorch-fp32": "PyTorch fp32 (eager)",

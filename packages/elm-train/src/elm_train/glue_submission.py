@@ -26,9 +26,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 import elm_eval
 from elm_eval import HubSource, TaskData, TaskSpec, TaskSplit
-from elm_train.errors import ElmTrainError
-from elm_train.fsio import write_text_atomic
-from elm_train.task_distill import encode_split, predict
+from elm_train.runtime.errors import ElmTrainError
+from elm_train.runtime.fsio import write_text_atomic
+from elm_train.training.task_distill import encode_split, predict
 
 
 class SubmissionError(ElmTrainError):

@@ -12,7 +12,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from elm_train.errors import ElmTrainError
+from elm_train.runtime.errors import ElmTrainError
 
 BUILTIN_PREFIX = "builtin:"
 

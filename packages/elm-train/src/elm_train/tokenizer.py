@@ -18,7 +18,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2TokenizerFast, PreTrainedTokenizerFast
 
-from elm_train.errors import ElmTrainError
+from elm_train.runtime.errors import ElmTrainError
 
 EOS = "<|endoftext|>"
 """GPT-2's document separator; it is also the BOS (and the byte-level BPE never needs an UNK)."""

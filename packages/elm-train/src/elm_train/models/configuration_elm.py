@@ -28,7 +28,7 @@ _KINDS = ("bert", "mobile")
 class ElmModelError(ValueError):
     """An ELM model config or call that cannot work (a damaged config.json, a wrong argument).
 
-    Defined here, not in elm_train.errors, because this file travels alone with exported
+    Defined here, not in elm_train.runtime.errors, because this file travels alone with exported
     weights; elm-train reports it as bad input like its own errors."""
 
 

@@ -23,7 +23,7 @@ from transformers import (
     PreTrainedModel,
 )
 
-from elm_train.errors import ElmTrainError
+from elm_train.runtime.errors import ElmTrainError
 from elm_train.models.configuration_elm import ElmConfig
 from elm_train.models.modeling_elm import (
     ElmForCausalLM,

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 
 import elm_space
 from elm_space import Architecture, BlockKind
-from elm_train.errors import ElmTrainError
-from elm_train.fsio import write_text_atomic
+from elm_train.runtime.errors import ElmTrainError
+from elm_train.runtime.fsio import write_text_atomic
 
 CARD_NAME = "README.md"
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from elm_space import Architecture, SearchSpace, SpaceError
-from elm_train.errors import ElmTrainError
+from elm_train.runtime.errors import ElmTrainError
 from elm_train.models.modeling_elm import (
     ElmEmbeddings,
     ElmForCausalLM,

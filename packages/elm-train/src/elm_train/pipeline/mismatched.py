@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import elm_eval
 from elm_eval import HubSource, TaskResult, TaskSpec
 from elm_train.glue_submission import glue_task
-from elm_train.task_distill import encode, score
+from elm_train.training.task_distill import encode, score
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -1,6 +1,6 @@
 """The tasks stage for the question-answering tasks (``squad``, ``squad_v2``): the teacher fine-tuned
 on the labels once, then every retrained student distilled from it
-(:mod:`elm_train.qa_distill`), each keeping its best dev checkpoint (by F1). One elm-eval
+(:mod:`elm_train.training.qa_distill`), each keeping its best dev checkpoint (by F1). One elm-eval
 TaskResult per model (metric ``squad``/``squad_v2``, score F1, EM and the v2.0 HasAns/NoAns
 split in its values), and a model card with EM/F1 beside each fine-tuned student."""
 
@@ -14,11 +14,12 @@ from transformers import AutoModelForQuestionAnswering, PreTrainedModel
 
 import elm_eval
 from elm_eval import TaskResult
-from elm_train import distributed as dist
+from elm_train.runtime import distributed as dist
 from elm_train.models.model_card import ModelCardInfo, Score, write_model_card
 from elm_train.pipeline.task_models import train_and_publish
-from elm_train.qa_distill import QATaskTraining, QAValidation, encode_train, qa_model
-from elm_train.task_distill import task_deepspeed
+from elm_train.training.qa_distill import QATaskTraining, QAValidation, encode_train, qa_model
+from elm_train.training.task_distill import task_deepspeed
+from elm_train.pipeline.stages import retrain
 
 if TYPE_CHECKING:
     import datasets
@@ -86,7 +87,7 @@ def run_qa_task(run: Run, name: str) -> list[TaskResult]:
 
     results = [trained("teacher", run.teacher_source, None, plan.teacher_lr, plan.teacher_epochs, None)]
     teacher = AutoModelForQuestionAnswering.from_pretrained(str(layout.task_model(name, "teacher"))).eval()
-    for student, info in run.students().items():
+    for student, info in retrain.students(run).items():
         result = trained(student, info["model_dir"], teacher, plan.lr, plan.epochs, plan.eval_every)
         results.append(result)
         if dist.rank() == 0:

@@ -13,10 +13,10 @@ from transformers import PreTrainedModel
 
 import elm_eval
 from elm_eval import TaskData, TaskSpec
-from elm_train import distributed as dist
-from elm_train.checkpoint import write_json_atomic
-from elm_train.fsio import atomic_directory
-from elm_train.task_distill import TaskTraining, classifier, encode, task_deepspeed, task_spec
+from elm_train.runtime import distributed as dist
+from elm_train.runtime.checkpoint import write_json_atomic
+from elm_train.runtime.fsio import atomic_directory
+from elm_train.training.task_distill import TaskTraining, classifier, encode, task_deepspeed, task_spec
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run

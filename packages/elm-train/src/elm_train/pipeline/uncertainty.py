@@ -25,6 +25,7 @@ from scipy import stats
 import elm_eval
 from elm_eval import BootstrapDifference
 from elm_train.pipeline.stages.tasks import seed_name
+from elm_train.pipeline.stages import retrain
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run
@@ -83,7 +84,7 @@ def seed_spread(run: Run) -> dict[str, Any] | None:
     if seeds < 2:
         return None
     scores: dict[str, dict[str, list[float]]] = {}
-    for student in run.students():
+    for student in retrain.students(run):
         scores[student] = {}
         for task in run.config.task_names:
             found = [_predictions(run, task, seed_name(student, k)) for k in range(seeds)]
@@ -113,10 +114,10 @@ def seed_spread(run: Run) -> dict[str, Any] | None:
 
 def task_uncertainty(run: Run) -> dict[str, Any] | None:
     """Everything the report's uncertainty section shows (None when the run scored no tasks)."""
-    if not run.config.task_names or "found" not in run.students():
+    if not run.config.task_names or "found" not in retrain.students(run):
         return None
     out: dict[str, Any] = {"confidence": CONFIDENCE, "resamples": RESAMPLES}
-    if "baseline" in run.students():
+    if "baseline" in retrain.students(run):
         out["found_vs_baseline"] = bootstrap(run, "baseline")
     out["found_vs_teacher"] = bootstrap(run, "teacher")
     out["fine_tuning_seeds"] = seed_spread(run)

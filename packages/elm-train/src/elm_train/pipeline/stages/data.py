@@ -15,8 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+import datasets
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
 from elm_train import data, teacher, tokenizer
-from elm_train.fsio import atomic_directory
+from elm_train.config import ConfigError
+from elm_train.pipeline.sizing import BLOCK_BYTES_PER_TOKEN, PlanContext, StagePlan, byte_size
+from elm_train.pipeline.stage import Stage
+from elm_train.runtime.fsio import atomic_directory
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run
@@ -93,3 +99,42 @@ def execute(run: Run) -> dict[str, Any]:
         "tokenizer": run.tokenizer_name,
         "tokenizer_vocab": len(run.tokenizer),
     }
+
+
+# --- what later stages load (through Run, which keeps one copy per process) ------------------
+
+
+def load_tokenizer(run: Run) -> PreTrainedTokenizerBase:
+    if not (run.layout.tokenizer / "tokenizer_config.json").is_file():
+        raise ConfigError(f"no tokenizer in {run.dir} yet; run the data stage first (elm-train stage data)")
+    return AutoTokenizer.from_pretrained(run.layout.tokenizer)
+
+
+def load_blocks(run: Run) -> datasets.DatasetDict:
+    if not (run.layout.blocks / "dataset_dict.json").is_file():
+        raise ConfigError(f"no data blocks in {run.dir} yet; run the data stage first (elm-train stage data)")
+    return datasets.load_from_disk(str(run.layout.blocks))
+
+
+def estimate(ctx: PlanContext, plan: StagePlan) -> None:
+    plan.tokens_text = "the corpus, tokenised once"
+    plan.tokens = None
+    if ctx.train_blocks is None:
+        plan.disk, plan.disk_text = None, f"N x {byte_size(ctx.block * BLOCK_BYTES_PER_TOKEN)}"
+        return
+    blocks = ctx.train_blocks + (ctx.valid_blocks or 0)
+    plan.disk = blocks * ctx.block * BLOCK_BYTES_PER_TOKEN
+    plan.tokens = blocks * ctx.block
+
+
+STAGE = Stage(
+    "data",
+    "tokenizer, and the corpus cut into token blocks",
+    execute,
+    reads=(),
+    writes=("tokenizer", "blocks"),
+    ranks="rank0",
+    settings=("data", "tokenizer", "hub_mirrors"),
+    estimate=estimate,
+    loaders=(load_tokenizer, load_blocks),
+)

@@ -12,8 +12,11 @@ import elm_eval
 from elm_eval import CausalLMConfig, LatencyConfig, MaskedLMConfig, MaskingConfig
 from elm_train.data import heldout_texts
 from elm_train.deployment import deploy, onnx_enabled, task_scores
-from elm_train.errors import ElmTrainError
+from elm_train.runtime.errors import ElmTrainError
 from elm_train.pipeline.task_models import load_task
+from elm_train.pipeline.sizing import PlanContext, StagePlan
+from elm_train.pipeline.stage import Stage
+from elm_train.pipeline.stages import retrain
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run
@@ -85,7 +88,7 @@ def _deployment(run: Run, models: dict[str, str], texts: list[str] | None) -> di
 
 def execute(run: Run) -> dict[str, Any]:
     cfg = run.config.eval
-    models = {name: str(info["model_dir"]) for name, info in run.students().items()}
+    models = {name: str(info["model_dir"]) for name, info in retrain.students(run).items()}
     info: dict[str, Any] = {}
     if cfg.lm and not run.config.measures_perplexity:  # nothing trained the students' LM heads
         info["perplexity"] = (
@@ -113,3 +116,29 @@ def execute(run: Run) -> dict[str, Any]:
         texts = heldout_texts(run.config.data, cfg.lm_documents, run.config.hub_mirrors) if cfg.lm else None
         info["deployment"] = _deployment(run, models, texts)
     return info
+
+
+def estimate(ctx: PlanContext, plan: StagePlan) -> None:
+    cfg = ctx.config.eval
+    parts = []
+    if cfg.lm and not ctx.config.measures_perplexity:
+        parts.append("no perplexity: no masked-LM loss trains the students' LM heads")
+    elif cfg.lm:
+        docs = f"{cfg.lm_documents:,}" if cfg.lm_documents else "all"
+        parts.append(f"perplexity on {docs} held-out documents")
+    if cfg.latency:
+        parts.append(f"latency {cfg.latency_repeats} x {cfg.latency_batch_size} x {cfg.latency_seq_len}")
+    plan.tokens, plan.tokens_text = None, "see below"
+    plan.notes += parts
+
+
+STAGE = Stage(
+    "evaluate",
+    "perplexity and latency of the exported models",
+    execute,
+    reads=("data", "teacher", "retrain"),
+    writes=("results", "onnx_dir"),
+    ranks="rank0",
+    settings=("eval",),
+    estimate=estimate,
+)

@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any
 import elm_eval
 from elm_eval.plots import plot_loss_curves
 from elm_train import deployment, plots
-from elm_train.checkpoint import write_json_atomic
+from elm_train.runtime.checkpoint import write_json_atomic
 from elm_train.models.model_card import Score
 from elm_train.pipeline.cards import write_student_card
 from elm_train.pipeline.uncertainty import task_uncertainty, uncertainty_section
-from elm_train.supernet_training import WIDTHS_FILE
+from elm_train.training.supernet_training import WIDTHS_FILE
+from elm_train.pipeline.sizing import PlanContext, StagePlan
+from elm_train.pipeline.stage import Stage
+from elm_train.pipeline.stages import retrain
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run
@@ -44,10 +47,8 @@ def _curves(run: Run) -> dict[str, list[float]]:
 
 
 def execute(run: Run) -> dict[str, Any]:
-    from elm_train.pipeline.declarations import STAGES  # the declarations list this module
-
     out = run.stage_dir("report")
-    stages = {s.name: run.done_info(s.name) for s in STAGES if s.name != "report" and run.is_done(s.name)}
+    stages = {s.name: run.done_info(s.name) for s in run.stages if s.name != "report" and run.is_done(s.name)}
     results = [elm_eval.load_result(p) for p in sorted(run.layout.results.glob("*.json"))]
     if run.is_done("retrain"):
         complete_model_cards(run, results)
@@ -85,7 +86,7 @@ def corpus_name(cfg: Any) -> str:
 
 def complete_model_cards(run: Run, results: list[Any]) -> None:
     """Rewrite each student's model card with what the run measured of it."""
-    for name, student in run.students().items():
+    for name, student in retrain.students(run).items():
         scores = [
             Score(name=f"{r.task} ({r.metric})", value=r.score, metric=r.metric, task=r.task)
             for r in results
@@ -249,7 +250,7 @@ def perplexity_section(run: Run, perplexities: dict[str, float], stages: dict[st
         "|---|---|---|",
     ]
     retrained = stages.get("retrain", {})
-    order = ["teacher", *run.students()]  # done.json sorts its keys; keep the natural order
+    order = ["teacher", *retrain.students(run)]  # done.json sorts its keys; keep the natural order
     for name, value in sorted(
         perplexities.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)
     ):
@@ -293,3 +294,18 @@ def deployment_lines(run: Run, name: str) -> list[str]:
         *figures,
         *(["", *tasks] if tasks else []),
     ]
+
+
+def estimate(ctx: PlanContext, plan: StagePlan) -> None:
+    """Reads what the other stages wrote; trains and scores nothing."""
+
+
+STAGE = Stage(
+    "report",
+    "JSON, Markdown and PNG report",
+    execute,
+    reads=("retrain",),
+    writes=("report_json", "report_markdown", "report_dir"),
+    ranks="rank0",
+    estimate=estimate,
+)

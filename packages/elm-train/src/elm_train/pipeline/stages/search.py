@@ -1,84 +1,57 @@
-"""Search: the registered searcher over the trained supernet's grown space, scored by
-the configured fitness (:mod:`elm_train.fitness`). The state is written after every generation, so a
-killed search resumes without re-evaluating."""
+"""Search: the registered searcher over the trained supernet's grown space, each path scored by
+the configured fitness (:mod:`elm_train.search.fitness`) under the budgets. The state is written
+after every generation, so a killed search resumes without re-evaluating."""
 
 from __future__ import annotations
 
-import json
 import math
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-import elm_search
-from elm_search import LatencyTable, Objective
-from elm_space import Architecture, SearchSpace
-from elm_train import batches, faults, fsio
-from elm_train.errors import ElmTrainError
-from elm_train.fitness import Fitness, build_fitness
-from elm_train.latency_table import measure_table
-from elm_train.monitor import search_events
-from elm_train.multitask_training import TaskFitness, sample_heldout
-from elm_train.searching import search_constraints, search_space, with_size_front
+import datasets
+import torch
+
+from elm_eval import TaskSpec
+from elm_search import Objective
+from elm_space import Architecture
+from elm_train.config import ConfigError
+from elm_train.models import ElmSupernet
+from elm_train.pipeline.sizing import PlanContext, StagePlan, capped_rows, si
+from elm_train.pipeline.stage import Stage
+from elm_train.pipeline.stages import multitask, supernet
+from elm_train.runtime import faults
+from elm_train.runtime.errors import ElmTrainError
+from elm_train.runtime.monitor import search_events
+from elm_train.search import latency_table, pareto
+from elm_train.search.fitness import Fitness, TaskFitness, build_fitness
+from elm_train.search.searching import search_constraints, search_space
+from elm_train.training import batches
+from elm_train.training.kd import TeacherFeatures
+from elm_train.training.multitask_training import heldout_count
+from elm_train.training.supernet_training import SupernetKD
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run
 
 
-def _latency_table(run: Run, space: SearchSpace) -> LatencyTable:
-    """The measured per-block table, cached in the run directory; its predictor's error beside it."""
-    if run.layout.latency_table.is_file():
-        return LatencyTable.load(run.layout.latency_table)
-    cfg = run.config.eval
-    table, report = measure_table(
-        space, cfg.latency_batch_size, cfg.latency_seq_len, cfg.latency_repeats, run.config.seed
-    )
-    # the table is the cache: written last and atomically, so a killed run never finds a torn one
-    fsio.write_text_atomic(run.layout.latency_predictor, json.dumps(report.model_dump(), indent=2))
-    fsio.write_text_atomic(run.layout.latency_table, table.model_dump_json(indent=2) + "\n")
-    return table
-
-
 def execute(run: Run) -> dict[str, Any]:
     cfg = run.config
     run.stage_dir("search")
-    trained = run.trained_supernet()
-    space = trained.space
-    val = batches.eval_batches(
-        run.blocks["validation"], cfg.deepspeed.micro_batch_size, cfg.search.valid_batches
-    )
-    fitness: Fitness
-    if cfg.search.fitness == "task":  # the multitask supernet on the held-out training rows
-        pad = run.tokenizer.pad_token_id or 0
-        heldout = {
-            name: (spec, sample_heldout(data, cfg.search.task_examples, cfg.seed, name))
-            for name, (spec, data) in run.multitask_heldout().items()
-            if name in cfg.fitness_task_names  # search.fitness_tasks (the reference: MNLI alone)
-        }
-        fitness = TaskFitness(run.multitask_model().supernet, heldout, pad)
-    else:
-        fitness = build_fitness(cfg.search, trained.model, run.teacher_features, val, cfg.supernet.dynamic)
-
-    def evaluate(arch: Architecture) -> float:
-        value = fitness(arch)
-        if not math.isfinite(value):  # a user error (the run diverged), not a bug of the searcher
-            raise ElmTrainError(
-                f"search: the held-out {fitness.name} of path {arch.to_string()} on the trained supernet "
-                f"({run.layout.supernet_final}) is {value}, which the search cannot rank: the supernet's "
-                "outputs overflow or the distillation loss is not finite on the held-out data. Start a new "
-                "run with a lower supernet learning rate or gradient clipping (deepspeed.gradient_clipping)"
-            )
-        faults.maybe_crash("search-eval")  # test-only fault injection (elm_train.faults)
-        return value
-
-    objective = Objective(fitness.name, evaluate, maximize=fitness.maximize)
-    table = _latency_table(run, space) if cfg.search.latency_budget_ms else None
-    found = search_constraints(space, cfg.search, cfg.data.block_size, table)
-    result = search_space(space, objective, cfg.search, cfg.seed, found, run.layout.search_state)
+    space = supernet.grown_space(run)
+    fitness = build_fitness(cfg.search, FitnessFromRun(run))
+    objective = Objective(fitness.name, _finite(fitness, run), maximize=fitness.maximize)
+    table = None
+    if cfg.search.latency_budget_ms:
+        layout = run.layout
+        table = latency_table.load_or_measure(
+            layout.latency_table, layout.latency_predictor, space, cfg.eval, cfg.seed
+        )
+    constraints = search_constraints(space, cfg.search, cfg.data.block_size, table)
+    result = search_space(space, objective, cfg.search, cfg.seed, constraints, run.layout.search_state)
     result.save(run.layout.search_result)
     if run.metrics.monitor is not None:  # best and mean fitness per generation, for live monitoring
         run.metrics.monitor.write("search", search_events(result, fitness.name))
-    plots = run.layout.search_plots
-    elm_search.plot_progress(result, plots["progress"])
-    elm_search.plot_pareto(with_size_front(result), plots["pareto"], x="params", y=fitness.name)
+    pareto.save_plots(result, run.layout.search_plots, fitness.name)
     assert result.best is not None
     best = result.best
     run.layout.search_architecture.write_text(best.architecture.model_dump_json(indent=2))
@@ -97,3 +70,120 @@ def execute(run: Run) -> dict[str, Any]:
         "stop_reason": result.stop_reason,
         **scored,
     }
+
+
+class FitnessFromRun:
+    """:class:`~elm_train.search.fitness.FitnessInputs` read from the run directory, each on first
+    use: the supernet stage's model, the corpus's held-out blocks, the multitask stage's model
+    and held-out rows."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.seed = run.config.seed
+        self.pad_id = run.tokenizer.pad_token_id or 0
+        self.dynamic = run.config.supernet.dynamic
+
+    @cached_property
+    def supernet(self) -> SupernetKD:
+        return supernet.trained_supernet(self.run).model
+
+    @property
+    def teacher(self) -> TeacherFeatures:
+        return self.run.teacher_features
+
+    @cached_property
+    def validation(self) -> list[dict[str, torch.Tensor]]:
+        cfg = self.run.config
+        return batches.eval_batches(
+            self.run.blocks["validation"], cfg.deepspeed.micro_batch_size, cfg.search.valid_batches
+        )
+
+    @cached_property
+    def multitask(self) -> ElmSupernet:
+        return multitask.multitask_model(self.run).supernet
+
+    @cached_property
+    def heldout(self) -> dict[str, tuple[TaskSpec, datasets.Dataset]]:
+        chosen = self.run.config.fitness_task_names  # search.fitness_tasks (the reference: MNLI alone)
+        return {name: rows for name, rows in multitask.heldout(self.run).items() if name in chosen}
+
+
+def _finite(fitness: Fitness, run: Run) -> Any:
+    """``fitness``, stopping the search on a value it cannot rank."""
+
+    def evaluate(arch: Architecture) -> float:
+        value = fitness(arch)
+        if not math.isfinite(value):  # a user error (the run diverged), not a bug of the searcher
+            raise ElmTrainError(
+                f"search: the held-out {fitness.name} of path {arch.to_string()} on the trained supernet "
+                f"({run.layout.supernet_final}) is {value}, which the search cannot rank: the supernet's "
+                "outputs overflow or the distillation loss is not finite on the held-out data. Start a new "
+                "run with a lower supernet learning rate or gradient clipping (deepspeed.gradient_clipping)"
+            )
+        faults.maybe_crash("search-eval")  # test-only fault injection (elm_train.runtime.faults)
+        return value
+
+    return evaluate
+
+
+# --- what later stages load -------------------------------------------------------------------
+
+
+def found_architecture(run: Run) -> Architecture:
+    """The best path the search found."""
+    if not run.layout.search_architecture.is_file():
+        raise ConfigError(f"no search result in {run.dir} yet; run elm-train stage search")
+    return Architecture.model_validate_json(run.layout.search_architecture.read_text())
+
+
+def estimate(ctx: PlanContext, plan: StagePlan) -> None:
+    cfg = ctx.config.search
+    evaluations = cfg.generations * cfg.population
+    held = cfg.valid_batches * ctx.config.deepspeed.micro_batch_size
+    if ctx.valid_blocks is not None:
+        held = min(held, ctx.valid_blocks)
+    plan.steps = f"<= {evaluations:,} paths"
+    if cfg.fitness == "task":
+        task_estimate(ctx, plan, evaluations)
+        return
+    plan.tokens = evaluations * held * ctx.block
+    plan.notes.append(f"each path scored on {held:,} held-out blocks")
+
+
+def task_estimate(ctx: PlanContext, plan: StagePlan, evaluations: int) -> None:
+    """The ``task`` fitness scores every path on the fitness tasks' held-out rows (the multitask
+    stage's split, capped by ``search.task_examples``): those rows are the search's cost."""
+    cfg, mt = ctx.config.search, ctx.config.multitask
+    per_path, unknown, parts = 0, False, []
+    for name in ctx.config.fitness_task_names:
+        sizes = capped_rows(ctx, name, parts)
+        if sizes is None:
+            unknown = True
+            continue
+        train, _, how = sizes
+        held = heldout_count(train, mt.heldout_fraction)
+        scored = min(held, cfg.task_examples) if cfg.task_examples else held
+        per_path += scored
+        parts.append(f"{name}: {scored:,} held-out rows a path ({how})")
+    more = " + unknown" if unknown else ""
+    plan.tokens = None if unknown else evaluations * per_path * ctx.config.tasks.max_seq_length
+    if unknown:
+        plan.tokens_text = f">= {si(evaluations * per_path * ctx.config.tasks.max_seq_length)}"
+    plan.notes += [
+        f"each path scored on {per_path:,}{more} held-out rows of {', '.join(ctx.config.fitness_task_names)} "
+        f"on the multitask supernet; <= {evaluations * per_path:,}{more} rows in all",
+        *parts,
+    ]
+
+
+STAGE = Stage(
+    "search",
+    "search the grown space for the best path under the budgets",
+    execute,
+    reads=("data", "teacher", "supernet", "multitask"),
+    writes=("search_state", "search_result", "search_architecture", "search_plots", "latency_table"),
+    ranks="rank0",
+    settings=("search",),
+    estimate=estimate,
+    loaders=(found_architecture,),
+)

@@ -1,15 +1,25 @@
 """Supernet: distil the supernet from the teacher with the dynamic dimension
-(:mod:`elm_train.supernet_training`), and save it with its grown space."""
+(:mod:`elm_train.training.supernet_training`), and save it with its grown space."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 import elm_space
-from elm_train import distributed as dist
-from elm_train.fsio import atomic_directory
-from elm_train.searching import check_budgets
-from elm_train.supernet_training import SupernetTraining, TrainedSupernet, save_supernet
+from elm_space import SearchSpace
+from elm_train.config import ConfigError
+from elm_train.pipeline.sizing import PlanContext, StagePlan, add_tokens, loop_disk
+from elm_train.pipeline.stage import Stage
+from elm_train.runtime import distributed as dist
+from elm_train.runtime.fsio import atomic_directory
+from elm_train.search.searching import check_budgets
+from elm_train.training.supernet_training import (
+    SPACE_FILE,
+    SupernetTraining,
+    TrainedSupernet,
+    load_supernet,
+    save_supernet,
+)
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run
@@ -41,3 +51,51 @@ def execute(run: Run) -> dict[str, Any]:
         "space_mean_params": elm_space.mean_params(trainer.space),
         "grown_pairs": trainer.grown_pairs,
     }
+
+
+# --- what later stages load -------------------------------------------------------------------
+
+
+def trained_supernet(run: Run) -> TrainedSupernet:
+    """The trained supernet (with its distillation projections, in eval mode) and grown space."""
+    if not (run.layout.supernet_final / SPACE_FILE).is_file():
+        raise ConfigError(f"no trained supernet in {run.dir} yet; run elm-train stage supernet")
+    cfg = run.config
+    teacher = run.teacher_features
+    return load_supernet(
+        run.layout.supernet_final,
+        cfg.supernet.kd,
+        cfg.supernet.lm_weight_for(run.causal),
+        teacher.width,
+        teacher.num_layers,
+        cfg.seed,
+        cfg.model,
+    )
+
+
+def grown_space(run: Run) -> SearchSpace:
+    """The space as supernet training left it (grown FFN widths), without loading weights."""
+    if not (run.layout.supernet_final / SPACE_FILE).is_file():
+        raise ConfigError(f"no trained supernet in {run.dir} yet; run elm-train stage supernet")
+    return elm_space.load(SearchSpace, run.layout.supernet_final / SPACE_FILE)
+
+
+def estimate(ctx: PlanContext, plan: StagePlan) -> None:
+    optim = ctx.config.supernet.optim
+    steps, plan.steps = ctx.steps(optim.epochs, optim.max_steps_per_epoch)
+    add_tokens(ctx, plan, steps)
+    plan.disk = loop_disk(ctx.supernet_params)
+    plan.notes.append(f"supernet of {ctx.supernet_params:,} parameters")
+
+
+STAGE = Stage(
+    "supernet",
+    "distil the supernet, growing FFNs by PCA",
+    execute,
+    reads=("data", "teacher"),
+    writes=("supernet_final",),
+    ranks="all",
+    settings=("supernet", "model", "deepspeed"),
+    estimate=estimate,
+    loaders=(trained_supernet, grown_space),
+)

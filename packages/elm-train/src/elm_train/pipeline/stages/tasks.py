@@ -1,5 +1,5 @@
 """Tasks: fine-tune the teacher (once) and every retrained student on each task, the students
-with distillation from the fine-tuned teacher (:mod:`elm_train.task_distill`), each keeping its
+with distillation from the fine-tuned teacher (:mod:`elm_train.training.task_distill`), each keeping its
 best validation checkpoint; one elm-eval TaskResult per model in the run's results, and for
 GLUE tasks each student's test-set predictions in the GLUE server's layout
 (:mod:`elm_train.glue_submission`); MNLI's models are scored on the mismatched validation set too
@@ -8,6 +8,7 @@ GLUE tasks each student's test-set predictions in the GLUE server's layout
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,14 +17,26 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 import elm_eval
 from elm_eval import TaskData, TaskResult, TaskSpec
-from elm_train import distributed as dist
+from elm_train.runtime import distributed as dist
 from elm_train import glue_submission
-from elm_train.checkpoint import write_json_atomic
+from elm_train.runtime.checkpoint import write_json_atomic
 from elm_train.config import TaskStageConfig
 from elm_train.pipeline.mismatched import score_mismatched
 from elm_train.pipeline.qa_tasks import run_qa_task
 from elm_train.pipeline.task_models import load_task, train_task_model
-from elm_train.task_distill import task_deepspeed
+from elm_train.training.task_distill import task_deepspeed
+from elm_train.pipeline.sizing import (
+    CHECKPOINT_BYTES_PER_PARAM,
+    EXPORT_BYTES_PER_PARAM,
+    KEEP_CHECKPOINTS,
+    PlanContext,
+    StagePlan,
+    capped_rows,
+    si,
+    students_count,
+)
+from elm_train.pipeline.stage import Stage
+from elm_train.pipeline.stages import retrain
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run
@@ -83,7 +96,7 @@ def run_task(run: Run, name: str) -> list[TaskResult]:
         str(layout.task_model(name, "teacher"))
     ).eval()
     test_set: glue_submission.GlueTestSet | None = None
-    for student, info in run.students().items():
+    for student, info in retrain.students(run).items():
         results.append(trained(student, info["model_dir"], teacher, plan.lr, plan.epochs, plan.eval_every))
         if cfg.glue_submission and glue_submission.glue_task(spec) is not None:
             test_set = _submit(run, name, spec, data, student, test_set)
@@ -173,3 +186,58 @@ def execute(run: Run) -> dict[str, Any]:
         for r in run_task(run, name):  # MNLI's results include its mismatched scores (mnli-mm)
             scores.setdefault(r.task, {})[r.model] = r.score
     return scores
+
+
+def estimate(ctx: PlanContext, plan: StagePlan) -> None:
+    cfg = ctx.config.tasks
+    batch = cfg.batch_size or ctx.global_batch
+    students = students_count(ctx.config) * cfg.seeds  # every fine-tuning seed trains each student again
+    seeds = f" ({cfg.seeds} seeds of {students_count(ctx.config)})" if cfg.seeds > 1 else ""
+    total_steps, total_tokens, unknown = 0, 0, False
+    parts = []
+    for name in ctx.config.task_names:
+        sizes = capped_rows(ctx, name, parts)
+        if sizes is None:
+            unknown = True
+            continue
+        train, valid, how = sizes
+        per_epoch = train // batch
+        if cfg.optim.max_steps_per_epoch:
+            per_epoch = min(per_epoch, cfg.optim.max_steps_per_epoch)
+        task = cfg.for_task(name)
+        teacher, student = per_epoch * int(task.teacher_epochs or 1), per_epoch * int(task.epochs or 1)
+        steps = teacher + students * student
+        evaluations = int(task.teacher_epochs or 1) + students * (
+            math.ceil(student / task.eval_every) + 1 if task.eval_every else int(task.epochs or 1)
+        )
+        total_steps += steps
+        length = cfg.qa.max_seq_length if elm_eval.is_qa_task(name) else cfg.max_seq_length
+        total_tokens += (steps * batch + evaluations * (valid or 0)) * length
+        parts.append(
+            f"{name}: {train:,} training examples ({how}); steps: teacher {teacher:,}, students {students}{seeds} x {student:,}"
+        )
+    plan.steps = f"{total_steps:,}" + (" + unknown" if unknown else "")
+    plan.tokens = None if unknown else total_tokens
+    if unknown:
+        plan.tokens_text = f">= {si(total_tokens)}"
+    plan.notes += [f"batches of {batch} examples of at most {cfg.max_seq_length} tokens", *parts]
+    models = len(ctx.config.task_names)
+    teacher = ctx.teacher_params or 0
+    # each model: its checkpoints, its best validation model and the final copy of it
+    per_model = KEEP_CHECKPOINTS * CHECKPOINT_BYTES_PER_PARAM + 2 * EXPORT_BYTES_PER_PARAM
+    plan.disk = models * per_model * (teacher + students * ctx.student_params)
+    if ctx.teacher_params is None:
+        plan.disk, plan.disk_text = None, f"{models} tasks x (teacher + {students} students) x 40 B/param"
+
+
+STAGE = Stage(
+    "tasks",
+    "fine-tune teacher and students on each task",
+    execute,
+    reads=("data", "teacher", "retrain"),
+    writes=("task_model", "task_selection", "glue_submission", "results"),
+    ranks="all",
+    settings=("tasks",),
+    estimate=estimate,
+    applies=lambda config: bool(config.task_names),
+)

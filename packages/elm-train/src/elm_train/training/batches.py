@@ -15,8 +15,8 @@ import datasets
 import numpy as np
 import torch
 
-from elm_train import distributed as dist
-from elm_train.errors import ElmTrainError
+from elm_train.runtime import distributed as dist
+from elm_train.runtime.errors import ElmTrainError
 
 
 def step_rng(seed: int, stage: str, step: int) -> random.Random:

@@ -1,5 +1,4 @@
-"""Multi-task fine-tuning of the trained supernet (METHOD.md section 4, step 2), and the ``task``
-search fitness it makes possible.
+"""Multi-task fine-tuning of the trained supernet (METHOD.md section 4, step 2).
 
 Each optimizer step trains one task on one path: the epoch's steps are the tasks' steps (each task
 ``len(train) // global batch`` of them, at least one) in an order shuffled per epoch, so a task
@@ -11,8 +10,8 @@ MSE for regression) between the path's logits and the teacher's. Each task has i
 on one shared pooler (:class:`~elm_train.models.ElmSupernet` built with ``tasks=``); everything else
 starts from the trained supernet's weights.
 
-:func:`heldout_split` keeps a share of each task's training rows out of training;
-:class:`TaskFitness` scores a path on them, each task with its elm-eval metric.
+:func:`heldout_split` keeps a share of each task's training rows out of training; the search's
+``task`` fitness (:class:`elm_train.search.fitness.TaskFitness`) scores a path on them.
 """
 
 from __future__ import annotations
@@ -38,17 +37,17 @@ import elm_space
 from elm_distill import DistillationLoss, Features, get_loss, logits_mse
 from elm_eval import TaskSpec
 from elm_space import Architecture
-from elm_train import batches
-from elm_train import distributed as dist
-from elm_train.checkpoint import write_json_atomic
+from elm_train.training import batches
+from elm_train.runtime import distributed as dist
+from elm_train.runtime.checkpoint import write_json_atomic
 from elm_train.config import DeepSpeedConfig, OptimConfig, TaskStageConfig
-from elm_train.errors import ElmTrainError
-from elm_train.kd import student_features
-from elm_train.loop import TrainLoop
-from elm_train.metrics import MetricsSink, NullMetrics
+from elm_train.runtime.errors import ElmTrainError
+from elm_train.training.kd import student_features
+from elm_train.training.loop import TrainLoop
+from elm_train.runtime.metrics import MetricsSink, NullMetrics
 from elm_train.models import ElmSupernet
-from elm_train.supernet_training import SupernetKD, drop_unsampled_gradients
-from elm_train.task_distill import EVAL_BATCH_SIZE, TaskTeacher
+from elm_train.training.supernet_training import SupernetKD, drop_unsampled_gradients
+from elm_train.training.task_distill import EVAL_BATCH_SIZE, TaskTeacher
 
 WEIGHTS_FILE = "multitask.safetensors"
 TASKS_FILE = "tasks.json"
@@ -79,14 +78,6 @@ def heldout_count(num_rows: int, fraction: float) -> int:
     """How many of ``num_rows`` training examples :func:`heldout_split` holds out (the plan's
     estimate uses it too): ``round(fraction * num_rows)``, at least 1 and at least 1 left."""
     return min(num_rows - 1, max(1, round(fraction * num_rows)))
-
-
-def sample_heldout(data: datasets.Dataset, cap: int | None, seed: int, task: str) -> datasets.Dataset:
-    """At most ``cap`` of a task's held-out rows for the search, a seeded sample kept in row order
-    (the held-out rows are sorted, and a training file's order can follow its labels or sources)."""
-    if cap is None or len(data) <= cap:
-        return data
-    return data.select(sorted(random.Random(f"{seed}:task-fitness:{task}").sample(range(len(data)), cap)))
 
 
 @dataclass(frozen=True)
@@ -291,45 +282,3 @@ def load_multitask(
     model = build_multitask_kd(trained, specs, settings, seed)
     model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     return model.eval()
-
-
-# --- the search fitness ---------------------------------------------------------------------------
-
-
-class TaskFitness:
-    """Mean over tasks of a path's held-out score, each task with its elm-eval metric (higher is
-    better). A NaN score (a constant prediction's correlation) counts as 0."""
-
-    name = "task_score"
-    maximize = True
-
-    def __init__(
-        self,
-        supernet: ElmSupernet,
-        heldout: dict[str, tuple[TaskSpec, datasets.Dataset]],
-        pad_id: int = 0,
-        batch_size: int = EVAL_BATCH_SIZE,
-    ) -> None:
-        self.supernet = supernet.eval()
-        self.heldout = heldout
-        self.batches = {
-            name: batches.eval_batches(data, batch_size, None, pad_id) for name, (_, data) in heldout.items()
-        }
-
-    @torch.no_grad()
-    def task_score(self, arch: Architecture, name: str) -> float:
-        spec, data = self.heldout[name]
-        predictions: list[Any] = []
-        for batch in self.batches[name]:
-            inputs = {k: v for k, v in batch.items() if k in MODEL_INPUTS}
-            logits = self.supernet(**inputs, arch=arch, head="classification", task=task_key(name)).logits
-            if spec.task_type == "regression":
-                predictions.extend(logits.squeeze(-1).tolist())
-            else:
-                predictions.extend(logits.argmax(-1).tolist())
-        value, _ = elm_eval.compute_metric(spec.metric, predictions, list(data["labels"]))
-        return 0.0 if math.isnan(value) else float(value)
-
-    def __call__(self, arch: Architecture) -> float:
-        scores = [self.task_score(arch, name) for name in self.heldout]
-        return sum(scores) / len(scores)

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from elm_train.errors import ElmTrainError
+from elm_train.runtime.errors import ElmTrainError
 
 LOCK_FILE = "run.lock"
 

@@ -23,7 +23,7 @@ import torch
 
 from elm_distill import head_cka_matrix, per_head_features, redundant_heads
 from elm_space import Architecture, SearchSpace
-from elm_train.supernet_training import SupernetKD
+from elm_train.training.supernet_training import SupernetKD
 
 
 def heads_after_pruning(num_heads: int, removed: int, width: int) -> int:

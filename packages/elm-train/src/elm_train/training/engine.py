@@ -1,6 +1,6 @@
 """The DeepSpeed engine every training loop uses: config, parameter groups, schedule.
 
-The process group it needs comes from :mod:`elm_train.distributed`.
+The process group it needs comes from :mod:`elm_train.runtime.distributed`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Any
 import torch
 
 from elm_train.config import DeepSpeedConfig, OptimConfig
-from elm_train.distributed import init_distributed
-from elm_train.precision import check_precision
+from elm_train.runtime.distributed import init_distributed
+from elm_train.runtime.precision import check_precision
 
 
 def deepspeed_config(ds: DeepSpeedConfig) -> dict[str, Any]:
     """DeepSpeed's config for ``ds`` as one process of the run takes it (split by
-    :func:`elm_train.global_batch.split_batch`): DeepSpeed checks that its ``train_batch_size`` is
+    :func:`elm_train.training.global_batch.split_batch`): DeepSpeed checks that its ``train_batch_size`` is
     the micro-batch x accumulation x processes."""
     return {
         "train_batch_size": ds.global_batch,
@@ -119,7 +119,7 @@ def build_engine(
         lr_scheduler=scheduler,
         config={**deepspeed_config(ds), **(monitor or {})},
     )
-    from elm_train import safe_load
+    from elm_train.runtime import safe_load
 
     safe_load.install(engine)  # its checkpoints are read without unpickling arbitrary objects
     return engine, optimizer, scheduler

@@ -21,7 +21,7 @@ names is tried first; one that fails, or a ``latest`` naming a missing directory
 :class:`CheckpointWarning` naming it and the reason, and the newest valid older one is used. If
 checkpoints existed and none is valid, :class:`CheckpointError` says so (a run never silently
 restarts from step 0). DeepSpeed's pickles are read with ``weights_only=True`` (see
-:mod:`elm_train.safe_load`): a crafted file is refused, never executed.
+:mod:`elm_train.runtime.safe_load`): a crafted file is refused, never executed.
 
 On several processes the checkpoint root must be on a file system all ranks share (as DeepSpeed
 requires to resume anyway): rank 0 verifies and hashes the files every rank wrote.
@@ -42,10 +42,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from elm_train import distributed as dist
-from elm_train import faults, fsio
-from elm_train.errors import ElmTrainError
-from elm_train.fsio import write_json_atomic
+from elm_train.runtime import distributed as dist
+from elm_train.runtime import faults, fsio
+from elm_train.runtime import safe_load
+from elm_train.runtime.errors import CheckpointError, ElmTrainError, UnsafeCheckpointError
+from elm_train.runtime.fsio import write_json_atomic
 
 __all__ = [
     "DS_TAG",
@@ -73,14 +74,6 @@ MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.json"
 MANIFEST_FORMAT = "elm-checkpoint/1"
 STEP_DIR = re.compile(r"step-(\d+)")
-
-
-class CheckpointError(ElmTrainError):
-    """A checkpoint cannot be written or restored (the message says which and why)."""
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """A checkpoint file would execute code if loaded; it was refused and nothing of it ran."""
 
 
 class CheckpointWarning(UserWarning):
@@ -356,8 +349,6 @@ def _prune(root: Path, current: int, keep: int) -> None:
 def load(path: Path, engine: Any, *, verify_manifest: bool = True) -> dict[str, Any]:
     """Restore weights, optimizer, scheduler and RNG from checkpoint ``path``; returns the saved
     state. The manifest is verified first unless ``verify_manifest`` is False (the caller has)."""
-    from elm_train import safe_load
-
     path = Path(path)
     if verify_manifest:
         verify(path)

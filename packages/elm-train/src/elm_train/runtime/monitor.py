@@ -21,9 +21,10 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from elm_train.config import MonitorConfig
+if TYPE_CHECKING:  # the settings' type only: the runtime wing imports nothing of elm-train's above it
+    from elm_train.config import MonitorConfig
 
 Event = tuple[str, float, int]
 """(tag, value, step): DeepSpeed's monitor event."""
@@ -86,7 +87,7 @@ class RunMonitor:
             from deepspeed.monitor.config import get_monitor_config
             from deepspeed.monitor.monitor import MonitorMaster
 
-            from elm_train.distributed import init_distributed
+            from elm_train.runtime.distributed import init_distributed
 
             init_distributed()  # MonitorMaster asks deepspeed.comm for the rank
             self._writers[job] = MonitorMaster(get_monitor_config(self.blocks(job)))

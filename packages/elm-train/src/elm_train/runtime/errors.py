@@ -1,4 +1,4 @@
-"""The one base class of the errors elm-train raises for bad input.
+"""The errors elm-train raises for bad input: the one base class, and the runtime's own kinds.
 
 The ``elm-train`` command catches this class (and pydantic's ValidationError, and
 ``ElmModelError`` of the model files, which travel with exported weights and so cannot import
@@ -9,3 +9,11 @@ its traceback. A plain ValueError or RuntimeError raised by elm-train's own code
 
 class ElmTrainError(ValueError):
     """A config, file, corpus, teacher or run directory that cannot be used, named with the reason."""
+
+
+class CheckpointError(ElmTrainError):
+    """A checkpoint cannot be written or restored (the message says which and why)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint file would execute code if loaded; it was refused and nothing of it ran."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from elm_train.monitor import RunMonitor
+    from elm_train.runtime.monitor import RunMonitor
 
 
 class MetricsSink(Protocol):
@@ -30,7 +30,7 @@ class MetricsLog:
         self.path = path
         self.enabled = enabled
         self.monitor = monitor
-        """Live curves (:mod:`elm_train.monitor`): the training loops send their series there too."""
+        """Live curves (:mod:`elm_train.runtime.monitor`): the training loops send their series there too."""
         if enabled:
             path.parent.mkdir(parents=True, exist_ok=True)
 

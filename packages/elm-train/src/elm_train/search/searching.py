@@ -82,15 +82,3 @@ def search_space(
     )
     resume = state_path is not None and state_path.is_file()
     return searcher.search(state_path, resume=resume, progress=progress)
-
-
-def with_size_front(result: elm_search.SearchResult) -> elm_search.SearchResult:
-    """The result with its Pareto front of the fitness against parameters, for the size plot
-    (the search itself optimises the fitness alone, under the budget)."""
-    name = result.objectives[0].name
-    sign = 1.0 if not result.objectives[0].maximize else -1.0
-    points = [[sign * r.values[name], float(r.params)] for r in result.records]
-    front = [result.records[i] for i in elm_search.first_front(points)]
-    return type(result).model_validate(
-        {**result.model_dump(), "pareto_front": [r.model_dump() for r in front]}
-    )

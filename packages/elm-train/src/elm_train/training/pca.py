@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import torch
 
-from elm_train import distributed as dist
+from elm_train.runtime import distributed as dist
 
 
 def pca_count(features: torch.Tensor, eta: float) -> int:

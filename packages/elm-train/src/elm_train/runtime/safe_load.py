@@ -6,7 +6,7 @@ directory runs whatever its ``__reduce__`` says when the run is resumed. :func:`
 the ``load`` of an engine's checkpoint engine by :func:`safe_torch_load`, which unpickles with
 ``weights_only=True``: tensors, containers, numbers and strings, plus the handful of DeepSpeed
 classes its ZeRO 0-3 checkpoints hold as plain data (:data:`SAFE_GLOBALS`). Anything else is
-refused with :class:`~elm_train.checkpoint.UnsafeCheckpointError` before it is constructed, so a
+refused with :class:`~elm_train.runtime.checkpoint.UnsafeCheckpointError` before it is constructed, so a
 payload never runs. DeepSpeed's own files are written unchanged (the same format, readable by
 DeepSpeed's tools).
 """
@@ -18,6 +18,8 @@ import pickle
 from typing import Any
 
 import torch
+
+from elm_train.runtime.errors import CheckpointError, UnsafeCheckpointError
 
 SAFE_GLOBALS = (
     ("deepspeed.runtime.fp16.loss_scaler", "LossScaler"),
@@ -42,7 +44,6 @@ def safe_globals() -> list[Any]:
 
 def safe_torch_load(path: str, map_location: Any = None) -> Any:
     """``torch.load`` that refuses anything but tensors, plain data and :data:`SAFE_GLOBALS`."""
-    from elm_train.checkpoint import UnsafeCheckpointError
 
     try:
         with torch.serialization.safe_globals(safe_globals()):
@@ -60,7 +61,6 @@ def install(engine: Any) -> None:
     """Make ``engine`` (a DeepSpeedEngine) read its checkpoints through :func:`safe_torch_load`."""
     from deepspeed.runtime.checkpoint_engine import TorchCheckpointEngine
 
-    from elm_train.checkpoint import CheckpointError
 
     if getattr(engine, "load_universal_checkpoint", lambda: False)():
         raise CheckpointError(

@@ -6,11 +6,11 @@ no ``finally``, no flushed buffers: what a power cut or the OOM killer leaves) t
 the variable the hook is one environment lookup. The points:
 
 ``checkpoint-write``, ``checkpoint-write/<loop>``
-    inside :func:`elm_train.checkpoint.save`, after the DeepSpeed files, the weights and the
+    inside :func:`elm_train.runtime.checkpoint.save`, after the DeepSpeed files, the weights and the
     state are written into the temporary directory and before the manifest and the rename
     (``<loop>``: the training loop's stage name, e.g. ``supernet``, ``retrain.baseline``).
 ``export``, ``export/<parent>/<name>``
-    inside :func:`elm_train.fsio.atomic_directory`, after the block wrote the whole directory
+    inside :func:`elm_train.runtime.fsio.atomic_directory`, after the block wrote the whole directory
     and before it is synced and published (``retrain/found/model`` is ``export/found/model``).
 ``data-shard``
     in the data stage, after a chunk's blocks are written to their shard's temporary file and
@@ -19,7 +19,7 @@ the variable the hook is one environment lookup. The points:
     in the search stage, after each fitness evaluation finished (before the generation it
     belongs to is saved).
 
-``ELM_TRAIN_CRASH_AFTER_STEP`` (:mod:`elm_train.loop`) kills after a training step instead.
+``ELM_TRAIN_CRASH_AFTER_STEP`` (:mod:`elm_train.training.loop`) kills after a training step instead.
 """
 
 from __future__ import annotations

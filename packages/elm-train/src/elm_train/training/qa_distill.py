@@ -2,13 +2,13 @@
 (METHOD.md sections 3 and 4): the teacher learns the start and end positions from the labels; a
 student learns from the fine-tuned teacher's start and end logits (soft cross-entropy at a
 temperature by default, ``tasks.qa.logits_loss``), its hidden states through the same configured
-losses as the GLUE tasks (:func:`elm_train.task_distill.task_kd_loss`), and optionally the labels
+losses as the GLUE tasks (:func:`elm_train.training.task_distill.task_kd_loss`), and optionally the labels
 (``tasks.label_weight``). Features and scores are elm-eval's (:mod:`elm_eval.qa`): the same
 windows, post-processing and SQuAD metric modules elm-eval reports with, so the best-dev choice and
 the reported EM/F1 are the numbers elm-eval would give for the same model.
 
 The training rows hold the span as ``labels`` = ``[start, end]`` token positions, so the shared
-batching (:mod:`elm_train.batches`) and loop carry them unchanged.
+batching (:mod:`elm_train.training.batches`) and loop carry them unchanged.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import elm_eval
 from elm_distill import DistillationLoss, Features, FeatureTaps, get_loss
 from elm_eval.qa import EvalFeatures, evaluate_qa_model
 from elm_train.config import QATaskSettings, TaskStageConfig
-from elm_train.task_distill import TaskTeacher, TaskTraining, is_elm, student_loss
+from elm_train.training.task_distill import TaskTeacher, TaskTraining, is_elm, student_loss
 
 MASKED = -1e4
 """Logit given to padding positions before a softmax over a window's tokens (finite in bf16)."""
@@ -167,7 +167,7 @@ class QATaskKD(nn.Module):
 
 
 class QATaskTraining(TaskTraining):
-    """:class:`~elm_train.task_distill.TaskTraining` for a question-answering model: ``train`` from
+    """:class:`~elm_train.training.task_distill.TaskTraining` for a question-answering model: ``train`` from
     :func:`encode_train`, ``validation`` a :class:`QAValidation`, scored by EM/F1 (F1 picks the
     best checkpoint)."""
 

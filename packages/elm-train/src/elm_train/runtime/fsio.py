@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from elm_train import faults
+from elm_train.runtime import faults
 
 CHUNK = 1 << 20
 """Files are hashed in 1 MiB chunks."""

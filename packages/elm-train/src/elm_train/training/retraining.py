@@ -24,11 +24,11 @@ import elm_space
 from elm_distill import DistillationLoss, Features
 from elm_space import Architecture, BlockKind, Family, SearchSpace
 from elm_train.config import ConfigError, DeepSpeedConfig, KDConfig, RetrainStageConfig
-from elm_train.kd import build_kd_loss, student_features
-from elm_train.loop import TrainLoop
-from elm_train.metrics import MetricsSink, NullMetrics
+from elm_train.training.kd import build_kd_loss, student_features
+from elm_train.training.loop import TrainLoop
+from elm_train.runtime.metrics import MetricsSink, NullMetrics
 from elm_train.models import ElmPreTrainedModel, ElmSupernet
-from elm_train.supernet_training import SupernetKD
+from elm_train.training.supernet_training import SupernetKD
 
 Init = Literal["supernet", "multitask", "scratch"]
 

@@ -24,16 +24,16 @@ import elm_eval
 from elm_distill import DistillationLoss, Features, FeatureTaps, get_loss, logits_mse
 from elm_eval import TaskData, TaskSpec, TaskSplit
 from elm_space import Architecture
-from elm_train import batches
-from elm_train import distributed as dist
+from elm_train.training import batches
+from elm_train.runtime import distributed as dist
 from elm_train.config import DeepSpeedConfig, OptimConfig, TaskStageConfig
-from elm_train.engine import mixed_precision_masters
-from elm_train.fsio import atomic_directory
-from elm_train.global_batch import split_batch
-from elm_train.kd import student_features, teacher_layers_for
-from elm_train.loop import TrainLoop
-from elm_train.metrics import MetricsSink, NullMetrics
-from elm_train.monitor import engine_write
+from elm_train.training.engine import mixed_precision_masters
+from elm_train.runtime.fsio import atomic_directory
+from elm_train.training.global_batch import split_batch
+from elm_train.training.kd import student_features, teacher_layers_for
+from elm_train.training.loop import TrainLoop
+from elm_train.runtime.metrics import MetricsSink, NullMetrics
+from elm_train.runtime.monitor import engine_write
 from elm_train.teacher import teacher_width
 
 EVAL_BATCH_SIZE = 64
@@ -76,7 +76,7 @@ def task_deepspeed(
 ) -> DeepSpeedConfig:
     """``ds`` with ``batch_size`` examples per optimizer step over ``world_size`` processes (``None``:
     the deepspeed section's global batch), split as every stage splits its global batch
-    (:func:`elm_train.global_batch.split_batch`)."""
+    (:func:`elm_train.training.global_batch.split_batch`)."""
     return split_batch(ds, world_size, batch_size, field)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from elm_train.errors import ElmTrainError
+from elm_train.runtime.errors import ElmTrainError
 
 Precision = Literal["fp32", "bf16", "fp16"]
 

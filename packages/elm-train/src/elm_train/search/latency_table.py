@@ -3,10 +3,13 @@
 elm-eval times modules; elm-search turns a table of block latencies into a predictor; this module
 builds each distinct block shape of the space once, times it with elm-eval, and checks the
 predictor against whole models measured the same way (its error goes into the run directory).
+:func:`load_or_measure` keeps the table as a cache, so a resumed search does not measure again.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,8 +19,10 @@ import elm_eval
 import elm_space
 from elm_search import BlockLatency, LatencyPredictor, LatencyTable, PredictorReport
 from elm_space import SearchSpace
+from elm_train.config import EvalStageConfig
 from elm_train.models import ElmModel, elm_config
 from elm_train.models.modeling_elm import ElmEmbeddings, make_block
+from elm_train.runtime import fsio
 
 HELD_OUT = 5
 """Whole architectures measured to report the predictor's error."""
@@ -76,3 +81,19 @@ def measure_table(
         model = ElmModel(elm_config(arch))
         measured.append((arch, elm_eval.measure_module_latency(model, ids, **timing).median_ms))
     return table, LatencyPredictor(table=table).report(measured)
+
+
+def load_or_measure(
+    table_path: Path, report_path: Path, space: SearchSpace, settings: EvalStageConfig, seed: int
+) -> LatencyTable:
+    """The table at ``table_path``, or measured now (at ``settings``' batch, sequence length and
+    repeats) and saved there, with the predictor's error in ``report_path``."""
+    if table_path.is_file():
+        return LatencyTable.load(table_path)
+    table, report = measure_table(
+        space, settings.latency_batch_size, settings.latency_seq_len, settings.latency_repeats, seed
+    )
+    # the table is the cache: written last and atomically, so a killed run never finds a torn one
+    fsio.write_text_atomic(report_path, json.dumps(report.model_dump(), indent=2))
+    fsio.write_text_atomic(table_path, table.model_dump_json(indent=2) + "\n")
+    return table
