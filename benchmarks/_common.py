@@ -32,7 +32,7 @@ from elm_distill import Features
 from elm_space import Architecture
 from elm_train import RunConfig, StudentKD, SupernetFitness, TeacherFeatures, merge_configs, preset
 from elm_train.pipeline import Run, run_stage
-from elm_train.pipeline import stages
+from elm_train.pipeline import stages as pipeline_stages
 
 transformers.logging.set_verbosity_error()  # load reports of LM checkpoints read without their head
 
@@ -233,7 +233,7 @@ class CachedFitness:
     fixed held-out batches), so repeated searches pay only for architectures new to all of them."""
 
     def __init__(self, run: Run) -> None:
-        trained = stages.supernet.trained_supernet(run)
+        trained = pipeline_stages.supernet.trained_supernet(run)
         self.space = trained.space
         cfg = run.config
         val = elm_train.eval_batches(
@@ -327,7 +327,7 @@ def retrain(
     def compute() -> dict[str, Any]:
         cfg, teacher = run.config, run.teacher_features
         student, objective = elm_train.build_student(
-            stages.supernet.trained_supernet(run).model,
+            pipeline_stages.supernet.trained_supernet(run).model,
             arch,
             init,
             cfg.retrain.kd,

@@ -49,12 +49,10 @@ import elm_train
 from elm_search import Objective
 from elm_space import Architecture
 from elm_train import baseline_architecture
+from elm_train.pipeline import Run, stages
 from elm_train.search.fitness import build_fitness
 from elm_train.search.head_choice import choose_heads
-from elm_train.training.multitask_training import TaskFitness, sample_heldout
-from elm_train.pipeline import Run
 from elm_train.search.searching import search_constraints, search_space
-from elm_train.pipeline import stages
 
 NAME = "ablations"
 VARIANTS = ("full", "no_heads", "random_search", "no_multitask", "no_growth", "mse_kd")
@@ -167,21 +165,8 @@ def search(run: Run, fitness: str, algorithm: str) -> dict[str, Any]:
 
     def compute() -> dict[str, Any]:
         start = time.perf_counter()
-        space = stages.supernet.trained_supernet(run).space
-        if fitness == "task":
-            pad = run.tokenizer.pad_token_id or 0
-            heldout = {
-                name: (spec, sample_heldout(data, settings.task_examples, cfg.seed, name))
-                for name, (spec, data) in stages.multitask.heldout(run).items()
-            }
-            fit: Any = TaskFitness(stages.multitask.multitask_model(run).supernet, heldout, pad)
-        else:
-            val = elm_train.eval_batches(
-                run.blocks["validation"], cfg.deepspeed.micro_batch_size, settings.valid_batches
-            )
-            fit = build_fitness(
-                settings, stages.supernet.trained_supernet(run).model, run.teacher_features, val, cfg.supernet.dynamic
-            )
+        space = stages.supernet.grown_space(run)
+        fit = build_fitness(settings, stages.search.FitnessFromRun(run))  # the search stage's inputs
         objective = Objective(fit.name, fit, maximize=fit.maximize)
         constraints = search_constraints(space, settings, cfg.data.block_size)
         result = search_space(
@@ -201,7 +186,7 @@ def search(run: Run, fitness: str, algorithm: str) -> dict[str, Any]:
 def pipeline_found(run: Run) -> tuple[Architecture, Architecture]:
     """The pipeline's own stages up to the head choice: (searched, after head choice)."""
     _common.stages(run, "data", "teacher", "supernet", "multitask", "search", "heads")
-    return run.architecture(run.layout.search_architecture), run.architecture(run.layout.heads_architecture)
+    return stages.search.found_architecture(run), stages.heads.final_architecture(run)
 
 
 def score(run: Run, arch: Architecture, seed: int, watch: _common.Stopwatch) -> dict[str, Any]:

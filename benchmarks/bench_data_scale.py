@@ -331,7 +331,8 @@ def main() -> None:
         + "\n\nThe fast tokenizer alone, right after each size on its first "
         + ", ".join(
             f"{results[s]['tokenizer_alone']['corpus_mb']:,.0f} MB: "
-            f"{results[s]['tokenizer_alone']['mb_per_s']:.2f} MB/s" for s in sizes
+            f"{results[s]['tokenizer_alone']['mb_per_s']:.2f} MB/s"
+            for s in sizes
         )
         + f".\n\nGoals: {json.dumps(goals)}\n"
     )

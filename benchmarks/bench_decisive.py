@@ -61,11 +61,9 @@ from elm_eval.loading import forward_kwargs, load_model, load_tokenizer, output_
 from elm_search import Objective
 from elm_space import Architecture
 from elm_train import baseline_architecture, task_spec
+from elm_train.pipeline import Run, stages
 from elm_train.search.fitness import ParamsFitness, build_fitness
-from elm_train.training.multitask_training import TaskFitness
-from elm_train.pipeline import Run
 from elm_train.search.searching import search_constraints, search_space
-from elm_train.pipeline import stages
 
 NAME = "decisive"
 FITNESSES = ("kd", "task", "wpca", "params")
@@ -157,18 +155,10 @@ class TimedFitness:
 def fitnesses(run: Run) -> dict[str, TimedFitness]:
     """The four search fitnesses, all on this run's one trained (and multitask-trained) supernet."""
     cfg = run.config
-    trained = stages.supernet.trained_supernet(run)
-    val = elm_train.eval_batches(
-        run.blocks["validation"], cfg.deepspeed.micro_batch_size, cfg.search.valid_batches
-    )
+    inputs = stages.search.FitnessFromRun(run)  # what the search stage scores with
     out = {}
-    for name in ("kd", "wpca"):
-        settings = cfg.search.model_copy(update={"fitness": name})
-        out[name] = TimedFitness(
-            build_fitness(settings, trained.model, run.teacher_features, val, cfg.supernet.dynamic)
-        )
-    pad = run.tokenizer.pad_token_id or 0
-    out["task"] = TimedFitness(TaskFitness(stages.multitask.multitask_model(run).supernet, stages.multitask.heldout(run), pad))
+    for name in ("kd", "wpca", "task"):
+        out[name] = TimedFitness(build_fitness(cfg.search.model_copy(update={"fitness": name}), inputs))
     out["params"] = TimedFitness(ParamsFitness())
     return out
 

@@ -26,8 +26,7 @@ import elm_space
 from elm_search import FeasibleSampler, GenomeCodec, ParamBudget
 from elm_space import Architecture, SearchSpace
 from elm_train import baseline_architecture, task_spec
-from elm_train.pipeline import Run
-from elm_train.pipeline import stages
+from elm_train.pipeline import Run, stages
 
 NAME = "end_to_end"
 METRICS = ("params", "task_score", "lm_loss", "kd_loss", "latency_ms")
@@ -84,7 +83,7 @@ def end_to_end(smoke: bool, seed: int, randoms: int, dynamic: bool = True) -> di
     _common.stages(run, "data", "supernet", "search", "heads")
     watch.lap("supernet, search, heads")
     space = stages.supernet.grown_space(run)
-    found = run.architecture(run.layout.heads_architecture)
+    found = stages.heads.final_architecture(run)
     params = elm_space.count_params(found)
     models = {"found": found, "baseline": baseline_architecture(space, params)}
     models.update({f"random{i}": a for i, a in enumerate(random_architectures(space, params, randoms, seed))})

@@ -36,9 +36,8 @@ import elm_train
 from elm_distill import head_cka_matrix, per_head_features, redundant_heads
 from elm_space import Architecture
 from elm_train import RunConfig
+from elm_train.pipeline import Run, stages
 from elm_train.search.head_choice import heads_after_pruning
-from elm_train.pipeline import Run
-from elm_train.pipeline import stages
 
 NAME = "head_choice"
 THRESHOLD = 0.9
@@ -144,7 +143,7 @@ def probe(run_dir: Path, randoms: int) -> dict[str, Any]:
     config = RunConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
     run = Run(config, run_dir)
     space = stages.supernet.grown_space(run)
-    found = run.architecture(run.layout.search_architecture)
+    found = stages.search.found_architecture(run)
     rng = random.Random(f"head-choice:{config.seed}")
     archs = {"found": found}
     for i in range(randoms):  # random paths with the most heads the space offers per layer

@@ -32,8 +32,8 @@ from elm_eval.qa_standin import write_hub_copy
 from elm_space import Architecture, Backbone, BlockKind, LayerChoice
 from elm_train.config import DeepSpeedConfig, OptimConfig, QATaskSettings, TaskStageConfig
 from elm_train.models import ElmForQuestionAnswering, elm_config
-from elm_train.training.qa_distill import QATaskTraining, QAValidation, encode_train, qa_model
 from elm_train.teacher import resolve
+from elm_train.training.qa_distill import QATaskTraining, QAValidation, encode_train, qa_model
 
 NAME = "qa_distillation"
 

@@ -27,9 +27,9 @@ import torch
 
 import elm_space
 from elm_train.config import DeepSpeedConfig, OptimConfig
-from elm_train.training.engine import build_engine
 from elm_train.models import ElmSupernet
 from elm_train.presets import preset
+from elm_train.training.engine import build_engine
 from elm_train.training.supernet_training import drop_unsampled_gradients
 
 

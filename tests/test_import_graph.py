@@ -39,7 +39,17 @@ WING_OF_TOP_LEVEL = {
 }
 """The wing of each module or sub-package at the top of elm_train that is not a wing's folder."""
 
-WING_ORDER = ["runtime", "models", "settings", "inputs", "training", "search", "outputs", "pipeline", "command"]
+WING_ORDER = [
+    "runtime",
+    "models",
+    "settings",
+    "inputs",
+    "training",
+    "search",
+    "outputs",
+    "pipeline",
+    "command",
+]
 """Wings from the bottom up: a module imports only from its own wing or the wings below it
 (the facade, ``elm_train/__init__.py``, names everything and is imported by nothing of ours)."""
 
@@ -160,7 +170,9 @@ def test_a_cycle_hidden_inside_a_function_is_found(tmp_path):
     shutil.copytree(TRAIN, copy, ignore=shutil.ignore_patterns("__pycache__"))
     assert cycles(module_graph(copy)) == []
     fsio = copy / "runtime" / "fsio.py"
-    fsio.write_text(fsio.read_text() + "\n\ndef _where():\n    from elm_train.pipeline import plan\n\n    return plan\n")
+    fsio.write_text(
+        fsio.read_text() + "\n\ndef _where():\n    from elm_train.pipeline import plan\n\n    return plan\n"
+    )
     found = cycles(module_graph(copy))
     assert found and any("elm_train.runtime.fsio" in group for group in found)
     assert any("elm_train.pipeline.plan" in group for group in found)

@@ -7,10 +7,10 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 import elm_space
 from elm_train.config import KDConfig
-from elm_train.training.kd import TeacherFeatures, build_kd_loss
 from elm_train.models import ElmSupernet
-from elm_train.training.supernet_training import SupernetKD
 from elm_train.teacher import describe, teacher_layers, teacher_width
+from elm_train.training.kd import TeacherFeatures, build_kd_loss
+from elm_train.training.supernet_training import SupernetKD
 
 VOCAB = 50
 

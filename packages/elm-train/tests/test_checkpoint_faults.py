@@ -13,11 +13,11 @@ import warnings
 import pytest
 import torch
 
-from elm_train.runtime import checkpoint, fsio
-from elm_train.training import engine as dist
-from elm_train.runtime.checkpoint import CheckpointError, CheckpointWarning, UnsafeCheckpointError
 from elm_train.config import DeepSpeedConfig, OptimConfig
+from elm_train.runtime import checkpoint, fsio
+from elm_train.runtime.checkpoint import CheckpointError, CheckpointWarning, UnsafeCheckpointError
 from elm_train.runtime.errors import ElmTrainError
+from elm_train.training import engine as dist
 
 torch.set_num_threads(1)
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from elm_train.config import DeepSpeedConfig, OptimConfig
 from elm_train.runtime import checkpoint
 from elm_train.runtime.checkpoint import CheckpointWarning
-from elm_train.config import DeepSpeedConfig, OptimConfig
 from elm_train.runtime.errors import ElmTrainError
-from elm_train.training.loop import NonFiniteLossError, TrainLoop
 from elm_train.runtime.metrics import MetricsLog
+from elm_train.training.loop import NonFiniteLossError, TrainLoop
 
 torch.set_num_threads(1)
 

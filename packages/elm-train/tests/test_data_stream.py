@@ -23,8 +23,8 @@ import yaml
 from transformers import AutoTokenizer
 
 from elm_train import data
-from elm_train.training.batches import epoch_order
 from elm_train.config import DataConfig
+from elm_train.training.batches import epoch_order
 
 
 @pytest.fixture(autouse=True)

@@ -33,9 +33,9 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from elm_train.cli import main
 from elm_train.runtime import checkpoint, fsio
 from elm_train.runtime.checkpoint import CheckpointWarning
-from elm_train.cli import main
 from elm_train.runtime.lock import RunLock
 
 pytestmark = pytest.mark.slow

@@ -7,11 +7,10 @@ import torch
 
 import elm_space
 from elm_train.config import DynamicConfig, SearchStageConfig, TeacherConfig
+from elm_train.pipeline import Run, run_stage, stages
+from elm_train.presets import preset
 from elm_train.search.fitness import ParamsFitness, SupernetFitness, WpcaFitness, build_fitness
 from elm_train.training.pca import pca_count
-from elm_train.pipeline import Run, run_stage
-from elm_train.presets import preset
-from elm_train.pipeline import stages
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +56,35 @@ def test_params_and_kd_fitness(trained):
     assert not kd.maximize and kd(arch) > 0 and kd(arch) == kd(arch)  # deterministic in eval mode
 
 
+class Inputs:
+    """FitnessInputs that record which input a fitness asked for."""
+
+    def __init__(self, run, supernet, val):
+        self.asked: list[str] = []
+        self.seed, self.pad_id, self.dynamic = 0, 0, run.config.supernet.dynamic
+        self._values = {"supernet": supernet.model, "teacher": run.teacher_features, "validation": val}
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name not in self._values:
+            raise AttributeError(name)
+        self.asked.append(name)
+        return self._values[name]
+
+
 @pytest.mark.parametrize(
-    ("name", "cls"), [("kd", SupernetFitness), ("wpca", WpcaFitness), ("params", ParamsFitness)]
+    ("name", "cls", "asks"),
+    [
+        ("kd", SupernetFitness, ["supernet", "teacher", "validation"]),
+        ("wpca", WpcaFitness, ["supernet", "validation"]),
+        ("params", ParamsFitness, []),
+    ],
 )
-def test_the_config_chooses_the_fitness(trained, name, cls):
+def test_the_config_chooses_the_fitness_and_it_loads_only_what_it_needs(trained, name, cls, asks):
     run, supernet, val = trained
-    settings = SearchStageConfig(fitness=name, wpca_batches=1)
-    fitness = build_fitness(settings, supernet.model, run.teacher_features, val, run.config.supernet.dynamic)
+    inputs = Inputs(run, supernet, val)
+    fitness = build_fitness(SearchStageConfig(fitness=name, wpca_batches=1), inputs)
     assert isinstance(fitness, cls)
+    assert inputs.asked == asks
     if name == "wpca":
         assert len(fitness.val) == 1
 

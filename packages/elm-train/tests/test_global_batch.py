@@ -16,9 +16,9 @@ from elm_train.config import (
     load_config,
     merge_configs,
 )
-from elm_train.training.global_batch import GlobalBatchError, check_run, split_batch
 from elm_train.pipeline.plan import make_plan
 from elm_train.presets import preset
+from elm_train.training.global_batch import GlobalBatchError, check_run, split_batch
 
 PAPER_DS = DeepSpeedConfig(micro_batch_size=64, global_batch_size=256)
 

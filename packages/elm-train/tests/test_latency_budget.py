@@ -4,9 +4,9 @@ import elm_space
 from elm_search import LatencyPredictor, SearchResult
 from elm_space import SearchSpace
 from elm_train.config import SearchStageConfig, TeacherConfig
-from elm_train.search.latency_table import measure_table
 from elm_train.pipeline import Run, run_stage
 from elm_train.presets import preset
+from elm_train.search.latency_table import measure_table
 
 
 def test_search_under_a_binding_latency_budget(tmp_path, tiny_teacher_dir):

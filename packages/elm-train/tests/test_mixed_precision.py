@@ -9,8 +9,8 @@ import torch
 
 import elm_space
 from elm_train.config import DeepSpeedConfig, OptimConfig
-from elm_train.training.engine import build_engine, full_precision_weights, mixed_precision_masters
 from elm_train.models import ElmSupernet
+from elm_train.training.engine import build_engine, full_precision_weights, mixed_precision_masters
 from elm_train.training.supernet_training import drop_unsampled_gradients, reset_grown_slices
 
 

@@ -9,9 +9,9 @@ import json
 import pytest
 
 from elm_train.config import MonitorConfig, RunConfig, TeacherConfig
-from elm_train.runtime.monitor import LOSS_TAG
 from elm_train.pipeline import Run, run_stage
 from elm_train.presets import preset
+from elm_train.runtime.monitor import LOSS_TAG
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 

@@ -18,7 +18,6 @@ from transformers import BertConfig, BertForSequenceClassification
 import elm_eval
 import elm_space
 from elm_eval import FileSource, TaskSpec
-from elm_train.training import task_distill
 from elm_train.cli import main
 from elm_train.config import (
     DeepSpeedConfig,
@@ -31,16 +30,16 @@ from elm_train.config import (
     TaskStageConfig,
     TeacherConfig,
 )
+from elm_train.presets import preset
+from elm_train.search.fitness import TaskFitness, sample_heldout
+from elm_train.training import task_distill
 from elm_train.training.multitask_training import (
     MultitaskTask,
     MultitaskTraining,
-    TaskFitness,
     build_multitask_kd,
     heldout_split,
-    sample_heldout,
     task_key,
 )
-from elm_train.presets import preset
 from elm_train.training.retraining import build_student
 from elm_train.training.supernet_training import build_supernet_kd
 

@@ -13,12 +13,11 @@ import elm_eval
 import elm_space
 from elm_search import SearchResult
 from elm_space import Architecture, SearchSpace
-from elm_train.training.batches import eval_batches
 from elm_train.config import TeacherConfig
-from elm_train.search.head_choice import choose_heads, searched_heads
-from elm_train.pipeline import STAGE_NAMES, Run, run_all
+from elm_train.pipeline import STAGE_NAMES, Run, run_all, stages
 from elm_train.presets import preset
-from elm_train.pipeline import stages
+from elm_train.search.head_choice import choose_heads, searched_heads
+from elm_train.training.batches import eval_batches
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ import pytest
 import torch
 import yaml
 
-from elm_train.runtime import precision
 from elm_train.cli import main
 from elm_train.config import DeepSpeedConfig, OptimConfig
-from elm_train.training.engine import build_engine
+from elm_train.runtime import precision
 from elm_train.runtime.precision import PrecisionError, accelerator, check_precision
+from elm_train.training.engine import build_engine
 
 ASK = precision.unsupported_reason
 """The product's question, taken before the suite's guard (conftest.py) stands in for it."""

@@ -14,7 +14,14 @@ from elm_eval.qa_standin import standin_rows
 from elm_train.config import DeepSpeedConfig, OptimConfig, QATaskSettings, TaskStageConfig
 from elm_train.models import ElmForQuestionAnswering
 from elm_train.models.settings import elm_config
-from elm_train.training.qa_distill import QATaskKD, QATaskTraining, QATeacher, QAValidation, encode_train, span_logits
+from elm_train.training.qa_distill import (
+    QATaskKD,
+    QATaskTraining,
+    QATeacher,
+    QAValidation,
+    encode_train,
+    span_logits,
+)
 from elm_train.training.task_distill import task_kd_loss
 
 QA = QATaskSettings(max_seq_length=48, doc_stride=8, max_query_length=8)

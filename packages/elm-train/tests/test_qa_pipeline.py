@@ -14,10 +14,9 @@ import elm_eval
 from elm_eval.qa_standin import write_hub_copy
 from elm_train.config import RunConfig, merge_configs
 from elm_train.models.model_card import read_metadata
-from elm_train.pipeline import Run, run_stage
+from elm_train.pipeline import Run, run_stage, stages
 from elm_train.pipeline.plan import format_plan, make_plan
 from elm_train.presets import preset
-from elm_train.pipeline import stages
 
 
 @pytest.mark.slow

@@ -16,12 +16,19 @@ import elm_space
 from elm_distill import dist_loss, hidden_mse, pearson_hidden_loss, soft_cross_entropy
 from elm_eval import FileSource, TaskSpec
 from elm_space import BlockKind, LayerChoice
-from elm_train.training import task_distill
 from elm_train.config import ConfigError, DeepSpeedConfig, OptimConfig, TaskStageConfig, load_config
 from elm_train.models import ElmForSequenceClassification
 from elm_train.models.settings import elm_config
 from elm_train.presets import preset
-from elm_train.training.task_distill import TaskKD, TaskTeacher, TaskTraining, better, task_deepspeed, task_kd_loss
+from elm_train.training import task_distill
+from elm_train.training.task_distill import (
+    TaskKD,
+    TaskTeacher,
+    TaskTraining,
+    better,
+    task_deepspeed,
+    task_kd_loss,
+)
 
 SPACE = elm_space.preset("tiny")  # 3 layers x 32, vocabulary 100
 

@@ -11,10 +11,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from elm_train.training.batches import train_batch
 from elm_train.config import TeacherConfig
 from elm_train.pipeline import Run
 from elm_train.presets import preset
+from elm_train.training.batches import train_batch
 from elm_train.training.supernet_training import SupernetTraining
 
 

@@ -8,12 +8,11 @@ import pytest
 
 import elm_eval
 from elm_train.config import TeacherConfig
-from elm_train.pipeline import Run, run_all
+from elm_train.pipeline import Run, run_all, stages
 from elm_train.pipeline.plan import make_plan
 from elm_train.pipeline.stages.tasks import seed_name
 from elm_train.pipeline.uncertainty import verdict
 from elm_train.presets import preset
-from elm_train.pipeline import stages
 
 SEEDS = 2
 
@@ -40,7 +39,10 @@ def _predictions(run, task, who):
 def test_predictions_are_the_selected_models_and_seeds_fine_tune_again(finished):
     run = finished
     for task in run.config.task_names:
-        for who in ["teacher", *(seed_name(s, k) for s in stages.retrain.students(run) for k in range(SEEDS))]:
+        for who in [
+            "teacher",
+            *(seed_name(s, k) for s in stages.retrain.students(run) for k in range(SEEDS)),
+        ]:
             p = _predictions(run, task, who)
             # elm-eval's per-example predictions of the saved model score what the stage selected
             assert p["score"] == pytest.approx(p["selection_score"], abs=1e-12)

@@ -29,9 +29,9 @@ from elm_search.latency import LatencyTableError
 from elm_search.state import SearchStateError
 from elm_space import SpaceError
 from elm_train.config import ConfigError, RunConfig, load_config
-from elm_train.runtime.errors import ElmTrainError
 from elm_train.models.configuration_elm import ElmModelError
 from elm_train.presets import PRESETS, preset
+from elm_train.runtime.errors import ElmTrainError
 
 if TYPE_CHECKING:
     from elm_train.pipeline import Run
@@ -109,9 +109,9 @@ def machine_check(config: RunConfig) -> None:
 
 def _open(args: argparse.Namespace, config: RunConfig, stack: contextlib.ExitStack) -> Run:
     """The run directory, checked and locked for this process (rank 0 holds the lock for all)."""
+    from elm_train.pipeline import Run, RunLayout  # torch loads only for commands that train
     from elm_train.runtime.distributed import rank
     from elm_train.runtime.lock import RunLock
-    from elm_train.pipeline import Run, RunLayout  # torch loads only for commands that train
 
     preflight(config)
     machine_check(config)
@@ -153,8 +153,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         machine_check(config)
         print(json.dumps(dry_run(config), indent=2))
         return 0
-    from elm_train.runtime.distributed import rank
     from elm_train.pipeline import run_all
+    from elm_train.runtime.distributed import rank
 
     with contextlib.ExitStack() as stack:
         run = _open(args, config, stack)
@@ -165,8 +165,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    from elm_train.runtime.distributed import rank
     from elm_train.pipeline import run_stage
+    from elm_train.runtime.distributed import rank
 
     with contextlib.ExitStack() as stack:
         run = _open(args, _config(args), stack)
@@ -216,10 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="build the full-size supernet and take two steps on random tokens",
     )
     run.set_defaults(func=cmd_run)
-    stage = sub.add_parser("stage", help="run one stage on an existing or new run directory")
-    stage.add_argument(
-        "name", help="data, teacher, supernet, search, heads, retrain, tasks, evaluate or report"
+    from elm_train.pipeline.stages import STAGES  # the stage modules declare themselves
+
+    listing = "\n".join(
+        f"  {s.name:<10} {s.summary}" + (f" (settings: {', '.join(s.settings)})" if s.settings else "")
+        for s in STAGES
     )
+    stage = sub.add_parser(
+        "stage",
+        help="run one stage on an existing or new run directory",
+        epilog=f"stages, in the order a run takes them:\n{listing}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stage.add_argument("name", help=", ".join(s.name for s in STAGES))
     _add_config_args(stage)
     stage.add_argument("--force", action="store_true", help="run the stage again even if it finished")
     _add_threads_arg(stage)

@@ -29,8 +29,8 @@ import elm_search
 import elm_space
 from elm_distill import LOSSES
 from elm_space import SearchSpace
-from elm_train.runtime.errors import ElmTrainError
 from elm_train.models.settings import ModelSettings
+from elm_train.runtime.errors import ElmTrainError
 
 
 class ConfigError(ElmTrainError):

@@ -46,8 +46,8 @@ from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from elm_train.runtime import faults
 from elm_train.config import DataConfig, DataSource, source_field
+from elm_train.runtime import faults
 from elm_train.runtime.errors import ElmTrainError
 from elm_train.runtime.fsio import atomic_directory, remove_tree, write_json_atomic
 

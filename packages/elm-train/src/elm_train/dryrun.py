@@ -11,11 +11,11 @@ import torch
 
 import elm_space
 from elm_space import Family
-from elm_train.runtime import distributed as dist
 from elm_train.config import RunConfig
+from elm_train.models import ElmSupernet
+from elm_train.runtime import distributed as dist
 from elm_train.training.engine import build_engine
 from elm_train.training.global_batch import split_batch
-from elm_train.models import ElmSupernet
 
 
 def dry_run(config: RunConfig, steps: int = 2) -> dict[str, Any]:

@@ -22,10 +22,9 @@ from transformers import AutoTokenizer
 import elm_eval
 from elm_space import SearchSpace
 from elm_train.config import RunConfig, merge_configs
-from elm_train.pipeline import STAGE_NAMES, Run, run_all
+from elm_train.pipeline import STAGE_NAMES, Run, run_all, stages
 from elm_train.pipeline.plan import make_plan
 from elm_train.presets import preset
-from elm_train.pipeline import stages
 
 from .conftest import (
     BOOKCORPUS,
@@ -184,7 +183,9 @@ def test_paper_preset_end_to_end(name: str, paper_hub: PaperHub, tmp_path: Path)
                 assert result.settings["validation_split"] == "validation_mismatched"
     # every model is compared at one precision: the bf16 runs export fp32 weights, as the teacher's
     for student in students:
-        exported = json.loads((stages.retrain.students(run)[student]["model_dir"] / "config.json").read_text())
+        exported = json.loads(
+            (stages.retrain.students(run)[student]["model_dir"] / "config.json").read_text()
+        )
         assert exported["dtype"] == "float32", student
     for who in ("teacher", *students):
         latency = json.loads((layout.results / f"latency-{who}.json").read_text())

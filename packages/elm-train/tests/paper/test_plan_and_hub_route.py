@@ -13,7 +13,8 @@ import elm_eval
 from elm_train import cli, glue_submission
 from elm_train.config import DataConfig, RunConfig, merge_configs
 from elm_train.data import DataError, load_corpus
-from elm_train.pipeline.plan import make_plan, mirror_rows
+from elm_train.pipeline.plan import make_plan
+from elm_train.pipeline.sizing import mirror_rows
 from elm_train.presets import preset
 
 from .conftest import BOOKCORPUS, GLUE, WIKIPEDIA, WIKIPEDIA_CONFIG, PaperHub, glue_rows

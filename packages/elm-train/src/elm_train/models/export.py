@@ -23,7 +23,6 @@ from transformers import (
     PreTrainedModel,
 )
 
-from elm_train.runtime.errors import ElmTrainError
 from elm_train.models.configuration_elm import ElmConfig
 from elm_train.models.modeling_elm import (
     ElmForCausalLM,
@@ -33,6 +32,7 @@ from elm_train.models.modeling_elm import (
     ElmModel,
     ElmPreTrainedModel,
 )
+from elm_train.runtime.errors import ElmTrainError
 
 _LAYER_NAMES = {
     "attention.query": "attention.self.query",

@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from elm_space import Architecture, SearchSpace, SpaceError
-from elm_train.runtime.errors import ElmTrainError
 from elm_train.models.modeling_elm import (
     ElmEmbeddings,
     ElmForCausalLM,
@@ -39,6 +38,7 @@ from elm_train.models.modeling_elm import (
     with_logits,
 )
 from elm_train.models.settings import ModelSettings, elm_config
+from elm_train.runtime.errors import ElmTrainError
 
 HeadName = Literal["none", "masked_lm", "causal_lm", "classification"]
 

@@ -33,6 +33,7 @@ from elm_train.pipeline.sizing import (
 from elm_train.pipeline.stages import STAGES
 from elm_train.training.global_batch import check_run, split_batch
 
+
 @dataclass
 class Download:
     what: str
@@ -81,7 +82,9 @@ def _downloads(ctx: PlanContext) -> list[Download]:
     for name in teacher_names:
         if local_dir(config, name) is None or name in config.hub_mirrors:
             params, size = DOCUMENTED_MODELS.get(name, (None, None))
-            text = f"{params:,} parameters, {byte_size(size)}" if params and size else "size not documented here"
+            text = (
+                f"{params:,} parameters, {byte_size(size)}" if params and size else "size not documented here"
+            )
             add("teacher", name, "", text)
     datasets_: dict[str, list[str]] = {}
     for name in config.task_names:

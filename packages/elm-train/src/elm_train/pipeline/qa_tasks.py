@@ -14,12 +14,12 @@ from transformers import AutoModelForQuestionAnswering, PreTrainedModel
 
 import elm_eval
 from elm_eval import TaskResult
-from elm_train.runtime import distributed as dist
 from elm_train.models.model_card import ModelCardInfo, Score, write_model_card
+from elm_train.pipeline.stages import retrain
 from elm_train.pipeline.task_models import train_and_publish
+from elm_train.runtime import distributed as dist
 from elm_train.training.qa_distill import QATaskTraining, QAValidation, encode_train, qa_model
 from elm_train.training.task_distill import task_deepspeed
-from elm_train.pipeline.stages import retrain
 
 if TYPE_CHECKING:
     import datasets

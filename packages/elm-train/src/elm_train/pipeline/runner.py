@@ -15,11 +15,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from elm_train.pipeline.context import Run
+from elm_train.pipeline.stages import STAGES, get_stage
 from elm_train.runtime import distributed as dist
 from elm_train.runtime.errors import ElmTrainError
 from elm_train.runtime.fsio import write_json_atomic
-from elm_train.pipeline.context import Run
-from elm_train.pipeline.stages import STAGES, get_stage
 
 POLL_SECONDS = 1.0
 """How often a waiting rank looks for rank 0's end of a stage."""

@@ -24,8 +24,8 @@ from scipy import stats
 
 import elm_eval
 from elm_eval import BootstrapDifference
-from elm_train.pipeline.stages.tasks import seed_name
 from elm_train.pipeline.stages import retrain
+from elm_train.pipeline.stages.tasks import seed_name
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run

@@ -43,9 +43,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from elm_train.runtime import distributed as dist
-from elm_train.runtime import faults, fsio
-from elm_train.runtime import safe_load
-from elm_train.runtime.errors import CheckpointError, ElmTrainError, UnsafeCheckpointError
+from elm_train.runtime import faults, fsio, safe_load
+from elm_train.runtime.errors import CheckpointError, UnsafeCheckpointError
 from elm_train.runtime.fsio import write_json_atomic
 
 __all__ = [

@@ -61,7 +61,6 @@ def install(engine: Any) -> None:
     """Make ``engine`` (a DeepSpeedEngine) read its checkpoints through :func:`safe_torch_load`."""
     from deepspeed.runtime.checkpoint_engine import TorchCheckpointEngine
 
-
     if getattr(engine, "load_universal_checkpoint", lambda: False)():
         raise CheckpointError(
             "DeepSpeed universal checkpoints are loaded with full unpickling; they are not supported"

@@ -33,11 +33,11 @@ from elm_space import Architecture
 from elm_train.config import ConfigError, DynamicConfig, SearchStageConfig
 from elm_train.models import ElmSupernet
 from elm_train.training import batches
-from elm_train.training.multitask_training import MODEL_INPUTS, task_key
-from elm_train.training.task_distill import EVAL_BATCH_SIZE
 from elm_train.training.kd import TeacherFeatures, kind_eta, student_features
+from elm_train.training.multitask_training import MODEL_INPUTS, task_key
 from elm_train.training.pca import pca_count, real_tokens
 from elm_train.training.supernet_training import SupernetKD
+from elm_train.training.task_distill import EVAL_BATCH_SIZE
 
 
 class Fitness(Protocol):
@@ -124,8 +124,6 @@ def sample_heldout(data: datasets.Dataset, cap: int | None, seed: int, task: str
     if cap is None or len(data) <= cap:
         return data
     return data.select(sorted(random.Random(f"{seed}:task-fitness:{task}").sample(range(len(data)), cap)))
-
-
 
 
 class TaskFitness:

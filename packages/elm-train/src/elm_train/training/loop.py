@@ -21,15 +21,15 @@ import datasets
 import torch
 from tqdm.auto import tqdm
 
-from elm_train.training import batches
+from elm_train.config import DeepSpeedConfig, OptimConfig
 from elm_train.runtime import checkpoint
 from elm_train.runtime import distributed as dist
-from elm_train.config import DeepSpeedConfig, OptimConfig
-from elm_train.training.engine import build_engine, full_precision_weights
 from elm_train.runtime.errors import ElmTrainError
-from elm_train.training.global_batch import split_batch
 from elm_train.runtime.metrics import MetricsLog
 from elm_train.runtime.monitor import LOSS_TAG, engine_write, step_events
+from elm_train.training import batches
+from elm_train.training.engine import build_engine, full_precision_weights
+from elm_train.training.global_batch import split_batch
 
 CRASH_ENV = "ELM_TRAIN_CRASH_AFTER_STEP"
 """Fault injection for resume tests: the process SIGKILLs itself after finishing this step."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import random
 import re
 from dataclasses import dataclass
@@ -32,22 +31,21 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel
 
-import elm_eval
 import elm_space
 from elm_distill import DistillationLoss, Features, get_loss, logits_mse
 from elm_eval import TaskSpec
 from elm_space import Architecture
-from elm_train.training import batches
+from elm_train.config import DeepSpeedConfig, OptimConfig, TaskStageConfig
+from elm_train.models import ElmSupernet
 from elm_train.runtime import distributed as dist
 from elm_train.runtime.checkpoint import write_json_atomic
-from elm_train.config import DeepSpeedConfig, OptimConfig, TaskStageConfig
 from elm_train.runtime.errors import ElmTrainError
+from elm_train.runtime.metrics import MetricsSink, NullMetrics
+from elm_train.training import batches
 from elm_train.training.kd import student_features
 from elm_train.training.loop import TrainLoop
-from elm_train.runtime.metrics import MetricsSink, NullMetrics
-from elm_train.models import ElmSupernet
 from elm_train.training.supernet_training import SupernetKD, drop_unsampled_gradients
-from elm_train.training.task_distill import EVAL_BATCH_SIZE, TaskTeacher
+from elm_train.training.task_distill import TaskTeacher
 
 WEIGHTS_FILE = "multitask.safetensors"
 TASKS_FILE = "tasks.json"

@@ -24,10 +24,10 @@ import elm_space
 from elm_distill import DistillationLoss, Features
 from elm_space import Architecture, BlockKind, Family, SearchSpace
 from elm_train.config import ConfigError, DeepSpeedConfig, KDConfig, RetrainStageConfig
+from elm_train.models import ElmPreTrainedModel, ElmSupernet
+from elm_train.runtime.metrics import MetricsSink, NullMetrics
 from elm_train.training.kd import build_kd_loss, student_features
 from elm_train.training.loop import TrainLoop
-from elm_train.runtime.metrics import MetricsSink, NullMetrics
-from elm_train.models import ElmPreTrainedModel, ElmSupernet
 from elm_train.training.supernet_training import SupernetKD
 
 Init = Literal["supernet", "multitask", "scratch"]

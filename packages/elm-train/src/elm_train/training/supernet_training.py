@@ -23,16 +23,16 @@ from torch import nn
 import elm_space
 from elm_distill import DistillationLoss
 from elm_space import Architecture, Family, SearchSpace
-from elm_train.training import batches
+from elm_train.config import DeepSpeedConfig, KDConfig, SupernetStageConfig
+from elm_train.models import ElmSupernet, GrowthRecord, HeadName, ModelSettings, reset_optimizer_slices
 from elm_train.runtime import distributed as dist
 from elm_train.runtime.checkpoint import write_json_atomic
-from elm_train.config import DeepSpeedConfig, KDConfig, SupernetStageConfig
+from elm_train.runtime.metrics import MetricsSink, NullMetrics
+from elm_train.runtime.monitor import engine_write
+from elm_train.training import batches
 from elm_train.training.engine import mixed_precision_masters
 from elm_train.training.kd import TeacherFeatures, build_kd_loss, kind_eta, student_features, uses_logits
 from elm_train.training.loop import TrainLoop
-from elm_train.runtime.metrics import MetricsSink, NullMetrics
-from elm_train.models import ElmSupernet, GrowthRecord, HeadName, ModelSettings, reset_optimizer_slices
-from elm_train.runtime.monitor import engine_write
 from elm_train.training.pca import PcaTracker, pca_count, real_tokens
 
 WEIGHTS_FILE = "supernet.safetensors"

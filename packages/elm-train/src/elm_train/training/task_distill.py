@@ -24,17 +24,17 @@ import elm_eval
 from elm_distill import DistillationLoss, Features, FeatureTaps, get_loss, logits_mse
 from elm_eval import TaskData, TaskSpec, TaskSplit
 from elm_space import Architecture
-from elm_train.training import batches
-from elm_train.runtime import distributed as dist
 from elm_train.config import DeepSpeedConfig, OptimConfig, TaskStageConfig
-from elm_train.training.engine import mixed_precision_masters
+from elm_train.runtime import distributed as dist
 from elm_train.runtime.fsio import atomic_directory
-from elm_train.training.global_batch import split_batch
-from elm_train.training.kd import student_features, teacher_layers_for
-from elm_train.training.loop import TrainLoop
 from elm_train.runtime.metrics import MetricsSink, NullMetrics
 from elm_train.runtime.monitor import engine_write
 from elm_train.teacher import teacher_width
+from elm_train.training import batches
+from elm_train.training.engine import mixed_precision_masters
+from elm_train.training.global_batch import split_batch
+from elm_train.training.kd import student_features, teacher_layers_for
+from elm_train.training.loop import TrainLoop
 
 EVAL_BATCH_SIZE = 64
 

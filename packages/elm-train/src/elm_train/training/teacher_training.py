@@ -16,8 +16,8 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerBase
 
 from elm_train.config import RunConfig, TeacherTrainConfig
-from elm_train.training.loop import TrainLoop
 from elm_train.runtime.metrics import MetricsSink, NullMetrics
+from elm_train.training.loop import TrainLoop
 
 STAND_IN_NOTE = (
     "a GPT-2-style model trained on this run's corpus, because no pretrained GPT-2 installs offline; "

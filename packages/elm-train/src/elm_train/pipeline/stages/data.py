@@ -13,9 +13,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 import datasets
+import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from elm_train import data, teacher, tokenizer

@@ -12,11 +12,11 @@ import elm_eval
 from elm_eval import CausalLMConfig, LatencyConfig, MaskedLMConfig, MaskingConfig
 from elm_train.data import heldout_texts
 from elm_train.deployment import deploy, onnx_enabled, task_scores
-from elm_train.runtime.errors import ElmTrainError
-from elm_train.pipeline.task_models import load_task
 from elm_train.pipeline.sizing import PlanContext, StagePlan
 from elm_train.pipeline.stage import Stage
 from elm_train.pipeline.stages import retrain
+from elm_train.pipeline.task_models import load_task
+from elm_train.runtime.errors import ElmTrainError
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run

@@ -11,9 +11,9 @@ from elm_train.config import ConfigError
 from elm_train.pipeline.sizing import PlanContext, StagePlan
 from elm_train.pipeline.stage import Stage
 from elm_train.pipeline.stages import search, supernet
-from elm_train.training import batches
 from elm_train.runtime.checkpoint import write_json_atomic
 from elm_train.search.head_choice import choose_heads, searched_heads
+from elm_train.training import batches
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run

@@ -16,7 +16,7 @@ from elm_train.config import ConfigError
 from elm_train.pipeline.sizing import PlanContext, StagePlan, capped_rows, loop_disk, si
 from elm_train.pipeline.stage import Stage
 from elm_train.pipeline.stages.supernet import trained_supernet
-
+from elm_train.pipeline.task_models import fine_tuned_teacher, load_task
 from elm_train.runtime import distributed as dist
 from elm_train.runtime.checkpoint import write_json_atomic
 from elm_train.runtime.fsio import atomic_directory
@@ -31,7 +31,6 @@ from elm_train.training.multitask_training import (
     load_multitask,
     save_multitask,
 )
-from elm_train.pipeline.task_models import fine_tuned_teacher, load_task
 from elm_train.training.task_distill import task_deepspeed, task_spec
 
 if TYPE_CHECKING:
@@ -102,7 +101,9 @@ def multitask_model(run: Run) -> MultitaskKD:
     if not (run.layout.multitask_final / WEIGHTS_FILE).is_file():
         raise ConfigError(f"no multitask supernet in {run.dir} yet; run elm-train stage multitask")
     cfg = run.config
-    return load_multitask(run.layout.multitask_final, trained_supernet(run).model, _specs(run), cfg.tasks, cfg.seed)
+    return load_multitask(
+        run.layout.multitask_final, trained_supernet(run).model, _specs(run), cfg.tasks, cfg.seed
+    )
 
 
 def heldout(run: Run) -> dict[str, tuple[TaskSpec, datasets.Dataset]]:

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 import elm_eval
 from elm_eval.plots import plot_loss_curves
 from elm_train import deployment, plots
-from elm_train.runtime.checkpoint import write_json_atomic
 from elm_train.models.model_card import Score
 from elm_train.pipeline.cards import write_student_card
-from elm_train.pipeline.uncertainty import task_uncertainty, uncertainty_section
-from elm_train.training.supernet_training import WIDTHS_FILE
 from elm_train.pipeline.sizing import PlanContext, StagePlan
 from elm_train.pipeline.stage import Stage
 from elm_train.pipeline.stages import retrain
+from elm_train.pipeline.uncertainty import task_uncertainty, uncertainty_section
+from elm_train.runtime.checkpoint import write_json_atomic
+from elm_train.training.supernet_training import WIDTHS_FILE
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run

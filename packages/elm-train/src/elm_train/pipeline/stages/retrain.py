@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import elm_space
 from elm_space import Architecture
 from elm_train.config import ConfigError
+from elm_train.pipeline.cards import write_student_card
 from elm_train.pipeline.sizing import (
     EXPORT_BYTES_PER_PARAM,
     PlanContext,
@@ -28,7 +29,6 @@ from elm_train.pipeline.stages import heads, multitask, supernet
 from elm_train.runtime import distributed as dist
 from elm_train.runtime.checkpoint import write_json_atomic
 from elm_train.runtime.fsio import atomic_directory
-from elm_train.pipeline.cards import write_student_card
 from elm_train.training.retraining import Retraining, baseline_architecture, build_student
 
 if TYPE_CHECKING:

@@ -17,14 +17,10 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 import elm_eval
 from elm_eval import TaskData, TaskResult, TaskSpec
-from elm_train.runtime import distributed as dist
 from elm_train import glue_submission
-from elm_train.runtime.checkpoint import write_json_atomic
 from elm_train.config import TaskStageConfig
 from elm_train.pipeline.mismatched import score_mismatched
 from elm_train.pipeline.qa_tasks import run_qa_task
-from elm_train.pipeline.task_models import load_task, train_task_model
-from elm_train.training.task_distill import task_deepspeed
 from elm_train.pipeline.sizing import (
     CHECKPOINT_BYTES_PER_PARAM,
     EXPORT_BYTES_PER_PARAM,
@@ -37,6 +33,10 @@ from elm_train.pipeline.sizing import (
 )
 from elm_train.pipeline.stage import Stage
 from elm_train.pipeline.stages import retrain
+from elm_train.pipeline.task_models import load_task, train_task_model
+from elm_train.runtime import distributed as dist
+from elm_train.runtime.checkpoint import write_json_atomic
+from elm_train.training.task_distill import task_deepspeed
 
 if TYPE_CHECKING:
     from elm_train.pipeline.context import Run

@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from elm_train.runtime import distributed as dist
 from transformers import PreTrainedModel
 
 from elm_train import teacher as teacher_lib
 from elm_train.config import ConfigError
 from elm_train.pipeline.sizing import PlanContext, StagePlan, add_tokens, loop_disk
 from elm_train.pipeline.stage import Stage
-from elm_train.training.kd import check_layer_maps
+from elm_train.runtime import distributed as dist
 from elm_train.runtime.checkpoint import write_json_atomic
 from elm_train.runtime.fsio import atomic_directory
+from elm_train.training.kd import check_layer_maps
 from elm_train.training.teacher_training import STAND_IN_NOTE, train_stand_in
 
 if TYPE_CHECKING:
