@@ -343,12 +343,10 @@ def retrain(
             TEACHER_CACHE.wrap(teacher, run.teacher_source),
             run.blocks["train"],
             cfg.retrain,
-            cfg.deepspeed,
+            elm_train.LoopSettings(
+                cfg.deepspeed, cfg.seed, out, run.metrics, checkpoint_every=cfg.supernet.checkpoint_every
+            ),
             tokenizer=run.tokenizer,
-            seed=cfg.seed,
-            out_dir=out,
-            metrics=run.metrics,
-            checkpoint_every=cfg.supernet.checkpoint_every,
         )
         history = trainer.train()
         seconds = time.perf_counter() - start

@@ -33,6 +33,7 @@ from elm_space import Architecture, Backbone, BlockKind, LayerChoice
 from elm_train.config import DeepSpeedConfig, OptimConfig, QATaskSettings, TaskStageConfig
 from elm_train.models import ElmForQuestionAnswering, elm_config
 from elm_train.teacher import resolve
+from elm_train.training.loop import LoopSettings
 from elm_train.training.qa_distill import QATaskTraining, QAValidation, encode_train, qa_model
 
 NAME = "qa_distillation"
@@ -61,13 +62,15 @@ def train(name, model, teacher, train_rows, validation, settings, optim, seed, o
         elm_eval.get_qa_task(validation.metric),  # the spec TaskTraining records (QA: its metric)
         settings,
         optim,
-        DeepSpeedConfig(micro_batch_size=16),
-        seed=seed,
-        out_dir=out / name,
-        pad_id=0,
+        LoopSettings(
+            DeepSpeedConfig(micro_batch_size=16),
+            seed=seed,
+            out_dir=out / name,
+            checkpoint_every=10_000,
+            pad_id=0,
+        ),
         validation=validation,
         eval_every=None,
-        checkpoint_every=10_000,
     )
     started = time.perf_counter()
     trainer.train()

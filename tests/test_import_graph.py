@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -64,9 +64,11 @@ def _type_checking_blocks(tree: ast.AST) -> set[int]:
     return skipped
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every module an import statement in ``path`` names (``from a.b import c`` gives a.b and a.b.c),
-    except under ``if TYPE_CHECKING:``."""
+def imported_modules(path: Path, is_module: Callable[[str], bool] | None = None) -> set[str]:
+    """Every module an import statement in ``path`` names, except under ``if TYPE_CHECKING:``.
+
+    ``from a.b import c`` gives a.b and a.b.c; given ``is_module``, a.b.c alone when it is a module
+    (the statement takes the sub-module, not a name defined in a.b's ``__init__``)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     skipped = _type_checking_blocks(tree)
     names: set[str] = set()
@@ -76,8 +78,11 @@ def imported_modules(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+            for alias in node.names:
+                name = f"{node.module}.{alias.name}"
+                names.add(name)
+                if is_module is None or not is_module(name):
+                    names.add(node.module)
     return names
 
 
@@ -94,7 +99,7 @@ def module_graph(source: Path) -> dict[str, set[str]]:
     """Module -> the modules of the same package it imports (names resolved to real modules)."""
     modules = {module_name(p, source): p for p in sorted(source.rglob("*.py"))}
     return {
-        name: {m for m in imported_modules(path) if m in modules and m != name}
+        name: {m for m in imported_modules(path, modules.__contains__) if m in modules and m != name}
         for name, path in modules.items()
     }
 
@@ -156,6 +161,8 @@ def test_the_reader_sees_what_python_sees(tmp_path):
         "def f():\n    from a.b import c\n    import d.e\n"
     )
     assert imported_modules(probe) == {"typing", "typing.TYPE_CHECKING", "a.b", "a.b.c", "d.e"}
+    # taking a sub-module from a package is an arrow to the sub-module, not to the package's __init__
+    assert "a.b" not in imported_modules(probe, {"a.b.c"}.__contains__)
 
 
 @pytest.mark.parametrize("package", sorted(SOURCES))

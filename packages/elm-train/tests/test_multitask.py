@@ -33,6 +33,7 @@ from elm_train.config import (
 from elm_train.presets import preset
 from elm_train.search.fitness import TaskFitness, sample_heldout
 from elm_train.training import task_distill
+from elm_train.training.loop import LoopSettings
 from elm_train.training.multitask_training import (
     MultitaskTask,
     MultitaskTraining,
@@ -181,10 +182,12 @@ def test_bf16_multitask_learns_and_exports_fp32_weights(tmp_path):
         model,
         tasks,
         OptimConfig(lr=3e-3, epochs=3),
-        DeepSpeedConfig(micro_batch_size=4, gradient_accumulation_steps=2, precision="bf16"),
-        seed=0,
-        out_dir=tmp_path / "multitask",
-        checkpoint_every=100,
+        LoopSettings(
+            DeepSpeedConfig(micro_batch_size=4, gradient_accumulation_steps=2, precision="bf16"),
+            seed=0,
+            out_dir=tmp_path / "multitask",
+            checkpoint_every=100,
+        ),
     )
     losses = [loss for _, loss in loop.train()]
     assert all(math.isfinite(x) for x in losses)

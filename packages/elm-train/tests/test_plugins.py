@@ -24,7 +24,7 @@ def plugin_config(tmp_path: Path, teacher: Path, **extra: object) -> Path:
         "teacher": {"name_or_path": str(teacher)},
         "supernet": {"kd": {"hidden_loss": "cosine"}},
         "retrain": {"kd": {"hidden_loss": "cosine"}},
-        "search": {"algorithm": "greedy", "options": {"neighbours": 2}},
+        "search": {"algorithm": "greedy", "options": {"neighbours": 2}, "fitness": "fewest-layers"},
         "baseline": {"enabled": False},
         "tasks": {"tasks": []},
         "eval": {"lm": False, "latency": False},
@@ -35,7 +35,7 @@ def plugin_config(tmp_path: Path, teacher: Path, **extra: object) -> Path:
     return path
 
 
-def test_unknown_names_are_refused_when_validated(tmp_path, monkeypatch, tiny_teacher_dir):
+def test_unknown_names_are_refused_when_validated(tmp_path, monkeypatch, capsys, tiny_teacher_dir):
     monkeypatch.syspath_prepend(str(PLUGINS))
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"preset": "tiny", "supernet": {"kd": {"hidden_loss": "cosine-typo"}}}))
@@ -47,6 +47,9 @@ def test_unknown_names_are_refused_when_validated(tmp_path, monkeypatch, tiny_te
     path.write_text(yaml.safe_dump({"preset": "tiny", "plugins": ["no_such_plugin_module"]}))
     with pytest.raises(ConfigError, match="plugins: cannot import 'no_such_plugin_module'"):
         load_config(path)
+    path.write_text(yaml.safe_dump({"preset": "tiny", "search": {"fitness": "fewest-layer"}}))
+    assert main(["config", "validate", str(path)]) == 2  # checked before any stage runs
+    assert "search.fitness: 'fewest-layer' is not a registered fitness" in capsys.readouterr().err
     bad_option = plugin_config(
         tmp_path, tiny_teacher_dir, search={"algorithm": "greedy", "options": {"neighbours": 0}}
     )
@@ -64,6 +67,9 @@ def test_plugin_loss_and_searcher_run_end_to_end(tmp_path, monkeypatch, tiny_tea
 
     result = SearchResult.load(run_dir / "search" / "result.json")
     assert result.algorithm == "greedy"
+    assert result.objectives[0].name == "depth"  # the plugin's fitness, built by the one factory
+    assert result.best is not None
+    assert len(result.best.architecture.layers) == min(len(r.architecture.layers) for r in result.records)
     assert {r.origin for r in result.records} == {"random", "greedy"}
     assert len({r.hash for r in result.records}) == result.evaluations
 

@@ -14,6 +14,7 @@ from elm_eval.qa_standin import standin_rows
 from elm_train.config import DeepSpeedConfig, OptimConfig, QATaskSettings, TaskStageConfig
 from elm_train.models import ElmForQuestionAnswering
 from elm_train.models.settings import elm_config
+from elm_train.training.loop import LoopSettings
 from elm_train.training.qa_distill import (
     QATaskKD,
     QATaskTraining,
@@ -149,10 +150,7 @@ def test_training_keeps_the_best_dev_f1_as_elm_eval_scores_it(tmp_path, tokenize
         spec,  # type: ignore[arg-type]
         TaskStageConfig(qa=QA),
         OptimConfig(lr=3e-3, epochs=2, max_steps_per_epoch=4),
-        DeepSpeedConfig(micro_batch_size=8),
-        seed=0,
-        out_dir=tmp_path / "run",
-        pad_id=0,
+        LoopSettings(DeepSpeedConfig(micro_batch_size=8), seed=0, out_dir=tmp_path / "run", pad_id=0),
         validation=validation,  # type: ignore[arg-type]
         eval_every=2,
     )

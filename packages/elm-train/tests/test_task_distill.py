@@ -21,6 +21,7 @@ from elm_train.models import ElmForSequenceClassification
 from elm_train.models.settings import elm_config
 from elm_train.presets import preset
 from elm_train.training import task_distill
+from elm_train.training.loop import LoopSettings
 from elm_train.training.task_distill import (
     TaskKD,
     TaskTeacher,
@@ -434,10 +435,9 @@ def test_a_bf16_run_keeps_its_best_model_in_full_precision(tmp_path, monkeypatch
         SPEC,
         TaskStageConfig(),
         OptimConfig(lr=3e-3, epochs=2, max_steps_per_epoch=4),
-        DeepSpeedConfig(micro_batch_size=8, precision="bf16"),
-        seed=0,
-        out_dir=tmp_path / "run",
-        pad_id=0,
+        LoopSettings(
+            DeepSpeedConfig(micro_batch_size=8, precision="bf16"), seed=0, out_dir=tmp_path / "run", pad_id=0
+        ),
         validation=toy_split(24, 1),
         eval_every=4,
     )

@@ -15,6 +15,7 @@ from elm_train.config import TeacherConfig
 from elm_train.pipeline import Run
 from elm_train.presets import preset
 from elm_train.training.batches import train_batch
+from elm_train.training.loop import LoopSettings
 from elm_train.training.supernet_training import SupernetTraining
 
 
@@ -34,9 +35,7 @@ def test_steps_go_through_the_deepspeed_engine(tiny_run):
         tiny_run.teacher_features,
         tiny_run.blocks["train"],
         cfg.supernet,
-        cfg.deepspeed,
-        seed=cfg.seed,
-        out_dir=tiny_run.stage_dir("supernet"),
+        LoopSettings(cfg.deepspeed, seed=cfg.seed, out_dir=tiny_run.stage_dir("supernet")),
     )
     assert isinstance(trainer.engine, deepspeed.DeepSpeedEngine)
     supernet = trainer.supernet

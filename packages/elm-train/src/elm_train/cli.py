@@ -66,9 +66,11 @@ def preflight(config: RunConfig) -> None:
     """Everything about a config that can be checked before a run directory is touched: the
     local corpus files, and the budgets when the vocabulary is known from the config."""
     from elm_train.data import check_corpus
+    from elm_train.search.fitness import check_fitness_name
     from elm_train.search.searching import check_budgets
 
     check_corpus(config.data)
+    check_fitness_name(config.search.fitness)  # after the config's plugins registered theirs
     for hub_id, mirror in config.hub_mirrors.items():
         if not Path(mirror).expanduser().is_dir():
             raise ConfigError(f"hub_mirrors: the local copy of {hub_id!r}, {mirror}, is not a directory")

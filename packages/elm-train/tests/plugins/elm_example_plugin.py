@@ -1,7 +1,8 @@
-"""A plugin as a user would write one: a loss and a searcher, registered on import.
+"""A plugin as a user would write one: a loss, a searcher and a search fitness, registered on
+import.
 
-A run config lists it under ``plugins:`` and then names ``cosine`` as a hidden loss and
-``greedy`` as the search algorithm.
+A run config lists it under ``plugins:`` and then names ``cosine`` as a hidden loss, ``greedy`` as
+the search algorithm and ``fewest-layers`` as the fitness.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pydantic import PositiveInt
 
 import elm_distill
 import elm_search
+import elm_space
+from elm_train.search.fitness import register_fitness
 
 
 def cosine_hidden_loss(
@@ -54,3 +57,18 @@ class GreedySearch(elm_search.Searcher):
 
 elm_distill.register_loss("cosine", cosine_hidden_loss)
 elm_search.register_searcher("greedy")(GreedySearch)
+
+
+class FewestLayers:
+    """The path's depth, then its size: the shallowest, smallest path within the budgets wins."""
+
+    name = "depth"
+    maximize = False
+
+    def __call__(self, arch: elm_space.Architecture) -> float:
+        return len(arch.layers) + elm_space.count_params(arch) / 1e12
+
+
+@register_fitness("fewest-layers")
+def fewest_layers(settings: object, inputs: object) -> FewestLayers:
+    return FewestLayers()  # loads nothing from the run: no input is asked for

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 from pydantic import Field, PositiveInt, ValidationError, model_validator
 
@@ -24,12 +24,14 @@ class SearchStageConfig(Section):
     latency_budget_ms: float | None = Field(default=None, gt=0)
     """Predicted CPU latency per batch from a measured per-block table."""
     valid_batches: PositiveInt = 4
-    fitness: Literal["kd", "wpca", "params", "task"] = "kd"
+    fitness: str = "kd"
     """How a path is scored: ``kd``, its held-out distillation loss on the trained supernet;
     ``task``, its mean score over the multitask stage's tasks on their held-out examples (each task
     with its own metric; needs ``multitask.enabled``);
     ``wpca``, the training-free W-PCA proxy (layer-mean PCA count of FFN pre-activations times
-    parameters, on ``wpca_batches`` held-out batches); ``params``, its parameter count."""
+    parameters, on ``wpca_batches`` held-out batches); ``params``, its parameter count; or a name a
+``plugins:`` module registered (:func:`elm_train.search.fitness.register_fitness`), checked before
+any stage runs."""
     wpca_batches: PositiveInt = 3
     """Held-out batches the W-PCA proxy reads (the reference used 3)."""
     fitness_tasks: list[str] | None = None

@@ -18,6 +18,7 @@ from elm_train.models.model_card import ModelCardInfo, Score, write_model_card
 from elm_train.pipeline.stages import retrain
 from elm_train.pipeline.task_models import train_and_publish
 from elm_train.runtime import distributed as dist
+from elm_train.training.loop import LoopSettings
 from elm_train.training.qa_distill import QATaskTraining, QAValidation, encode_train, qa_model
 from elm_train.training.task_distill import task_deepspeed
 
@@ -143,15 +144,17 @@ def _train(
         spec,  # type: ignore[arg-type]  (a QA spec: QATaskTraining reads its metric only)
         cfg,
         cfg.optim.model_copy(update={"lr": lr, "epochs": epochs}),
-        ds,
-        seed=run.config.seed,
-        out_dir=layout.task_training(name, who),
-        pad_id=run.tokenizer.pad_token_id or 0,
+        LoopSettings(
+            ds,
+            seed=run.config.seed,
+            out_dir=layout.task_training(name, who),
+            metrics=run.metrics,
+            checkpoint_every=run.config.supernet.checkpoint_every,
+            pad_id=run.tokenizer.pad_token_id or 0,
+        ),
         validation=valid,  # type: ignore[arg-type]
         eval_every=eval_every,
         best_dir=layout.task_best(name, who),
-        metrics=run.metrics,
-        checkpoint_every=run.config.supernet.checkpoint_every,
     )
     return train_and_publish(run, name, who, trainer, target)
 

@@ -16,6 +16,7 @@ from elm_eval import TaskData, TaskSpec
 from elm_train.runtime import distributed as dist
 from elm_train.runtime.checkpoint import write_json_atomic
 from elm_train.runtime.fsio import atomic_directory
+from elm_train.training.loop import LoopSettings
 from elm_train.training.task_distill import TaskTraining, classifier, encode, task_deepspeed, task_spec
 
 if TYPE_CHECKING:
@@ -68,15 +69,17 @@ def train_task_model(
         spec,
         cfg,
         cfg.optim.model_copy(update={"lr": lr, "epochs": epochs}),
-        ds,
-        seed=seed,
-        out_dir=layout.task_training(name, who),
-        pad_id=run.tokenizer.pad_token_id or 0,
+        LoopSettings(
+            ds,
+            seed=seed,
+            out_dir=layout.task_training(name, who),
+            metrics=run.metrics,
+            checkpoint_every=run.config.supernet.checkpoint_every,
+            pad_id=run.tokenizer.pad_token_id or 0,
+        ),
         validation=valid,
         eval_every=eval_every,
         best_dir=layout.task_best(name, who),
-        metrics=run.metrics,
-        checkpoint_every=run.config.supernet.checkpoint_every,
     )
     return train_and_publish(run, name, who, trainer, target)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from elm_train.config import DeepSpeedConfig, OptimConfig
 from elm_train.runtime import checkpoint
 from elm_train.runtime import distributed as dist
 from elm_train.runtime.errors import ElmTrainError
-from elm_train.runtime.metrics import MetricsLog
+from elm_train.runtime.metrics import MetricsSink, NullMetrics
 from elm_train.runtime.monitor import LOSS_TAG, engine_write, step_events
 from elm_train.training import batches
 from elm_train.training.engine import build_engine, full_precision_weights
@@ -71,35 +72,43 @@ def _fmt(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+@dataclass(frozen=True)
+class LoopSettings:
+    """What every training loop takes besides its model, data and optimizer settings: one object,
+    so that the loops' constructors name only what is their own."""
+
+    deepspeed: DeepSpeedConfig
+    seed: int
+    out_dir: Path
+    """Where the loop keeps its checkpoints (``checkpoints/step-N``)."""
+    metrics: MetricsSink = field(default_factory=NullMetrics)
+    checkpoint_every: int = 50
+    """Optimizer steps between checkpoints."""
+    pad_id: int = 0
+    keep_checkpoints: int = 2
+
+
 class TrainLoop:
     stage: str = "train"
 
     def __init__(
-        self,
-        module: torch.nn.Module,
-        data: datasets.Dataset,
-        ds: DeepSpeedConfig,
-        optim: OptimConfig,
-        seed: int,
-        out_dir: Path,
-        metrics: MetricsLog,
-        checkpoint_every: int = 50,
-        pad_id: int = 0,
-        keep_checkpoints: int = 2,
+        self, module: torch.nn.Module, data: datasets.Dataset, optim: OptimConfig, loop: LoopSettings
     ) -> None:
         self.data = data
-        self.pad_id = pad_id
+        self.pad_id = loop.pad_id
         dist.init_distributed()  # the process count splits the global batch
-        self.ds = split_batch(ds, dist.world_size())  # this process's micro-batch and accumulation
-        self.seed = seed
-        self.out_dir = out_dir
-        self.metrics = metrics
-        self.checkpoint_every = checkpoint_every
-        self.keep_checkpoints = keep_checkpoints
+        self.ds = split_batch(
+            loop.deepspeed, dist.world_size()
+        )  # this process's micro-batch and accumulation
+        self.seed = loop.seed
+        self.out_dir = loop.out_dir
+        self.metrics = loop.metrics
+        self.checkpoint_every = loop.checkpoint_every
+        self.keep_checkpoints = loop.keep_checkpoints
         self.last_checkpoint: str | None = None
         self.per_epoch = self.steps_in_epoch(self.ds.global_batch, optim.max_steps_per_epoch)
         self.total_steps = self.per_epoch * optim.epochs
-        self.monitor = getattr(metrics, "monitor", None)  # live curves, when the sink has a monitor
+        self.monitor = getattr(loop.metrics, "monitor", None)  # live curves, when the sink has a monitor
         blocks = self.monitor.blocks(self.stage) if self.monitor is not None else None
         self.engine, self.optimizer, self.scheduler = build_engine(
             module, self.ds, optim, self.total_steps, monitor=blocks

@@ -35,15 +35,14 @@ import elm_space
 from elm_distill import DistillationLoss, Features, get_loss, logits_mse
 from elm_eval import TaskSpec
 from elm_space import Architecture
-from elm_train.config import DeepSpeedConfig, OptimConfig, TaskStageConfig
+from elm_train.config import OptimConfig, TaskStageConfig
 from elm_train.models import ElmSupernet
 from elm_train.runtime import distributed as dist
 from elm_train.runtime.checkpoint import write_json_atomic
 from elm_train.runtime.errors import ElmTrainError
-from elm_train.runtime.metrics import MetricsSink, NullMetrics
 from elm_train.training import batches
 from elm_train.training.kd import student_features
-from elm_train.training.loop import TrainLoop
+from elm_train.training.loop import LoopSettings, TrainLoop
 from elm_train.training.supernet_training import SupernetKD, drop_unsampled_gradients
 from elm_train.training.task_distill import TaskTeacher
 
@@ -154,13 +153,7 @@ class MultitaskTraining(TrainLoop):
         model: MultitaskKD,
         tasks: list[MultitaskTask],
         optim: OptimConfig,
-        deepspeed: DeepSpeedConfig,
-        *,
-        seed: int,
-        out_dir: Path,
-        pad_id: int = 0,
-        metrics: MetricsSink | None = None,
-        checkpoint_every: int = 50,
+        loop: LoopSettings,
     ) -> None:
         if not tasks:
             raise ElmTrainError("multitask training needs at least one task (multitask.tasks is empty)")
@@ -168,20 +161,10 @@ class MultitaskTraining(TrainLoop):
         self.tasks = {t.name: t for t in tasks}
         self.space = model.supernet.space
         self.teachers = {t.name: TaskTeacher(t.teacher, tap=True) for t in tasks}
-        self.global_batch = deepspeed.global_batch  # examples a step over all processes
+        self.global_batch = loop.deepspeed.global_batch  # examples a step over all processes
         self.arch: Architecture | None = None
         self.task: str | None = None
-        super().__init__(
-            model,
-            tasks[0].train,  # unused: the batches come from :meth:`micro_batch`
-            deepspeed,
-            optim,
-            seed,
-            out_dir,
-            metrics or NullMetrics(),
-            checkpoint_every,
-            pad_id,
-        )
+        super().__init__(model, tasks[0].train, optim, loop)  # tasks[0].train: unused, see micro_batch
 
     # --- the schedule ----------------------------------------------------------------------
     def task_steps(self, name: str) -> int:

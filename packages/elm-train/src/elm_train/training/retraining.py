@@ -12,7 +12,6 @@ architecture.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import datasets
@@ -23,11 +22,10 @@ from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBas
 import elm_space
 from elm_distill import DistillationLoss, Features
 from elm_space import Architecture, BlockKind, Family, SearchSpace
-from elm_train.config import ConfigError, DeepSpeedConfig, KDConfig, RetrainStageConfig
+from elm_train.config import ConfigError, KDConfig, RetrainStageConfig
 from elm_train.models import ElmPreTrainedModel, ElmSupernet
-from elm_train.runtime.metrics import MetricsSink, NullMetrics
 from elm_train.training.kd import build_kd_loss, student_features
-from elm_train.training.loop import TrainLoop
+from elm_train.training.loop import LoopSettings, TrainLoop
 from elm_train.training.supernet_training import SupernetKD
 
 Init = Literal["supernet", "multitask", "scratch"]
@@ -165,13 +163,9 @@ class Retraining(TrainLoop):
         teacher: Callable[[torch.Tensor, torch.Tensor], Features],
         train: datasets.Dataset,
         settings: RetrainStageConfig,
-        deepspeed: DeepSpeedConfig,
+        loop: LoopSettings,
         *,
         tokenizer: PreTrainedTokenizerBase,
-        seed: int,
-        out_dir: Path,
-        metrics: MetricsSink | None = None,
-        checkpoint_every: int = 50,
     ) -> None:
         self.stage = f"retrain.{name}"
         self.teacher = teacher
@@ -182,16 +176,7 @@ class Retraining(TrainLoop):
             else DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
         )
         self.model = StudentKD(student, objective, settings.lm_weight)
-        super().__init__(
-            self.model,
-            train,
-            deepspeed,
-            settings.optim,
-            seed,
-            out_dir,
-            metrics or NullMetrics(),
-            checkpoint_every,
-        )
+        super().__init__(self.model, train, settings.optim, loop)
 
     def micro_loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         input_ids, mask = batch["input_ids"], batch["attention_mask"]

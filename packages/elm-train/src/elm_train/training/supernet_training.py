@@ -23,16 +23,15 @@ from torch import nn
 import elm_space
 from elm_distill import DistillationLoss
 from elm_space import Architecture, Family, SearchSpace
-from elm_train.config import DeepSpeedConfig, KDConfig, SupernetStageConfig
+from elm_train.config import KDConfig, SupernetStageConfig
 from elm_train.models import ElmSupernet, GrowthRecord, HeadName, ModelSettings, reset_optimizer_slices
 from elm_train.runtime import distributed as dist
 from elm_train.runtime.checkpoint import write_json_atomic
-from elm_train.runtime.metrics import MetricsSink, NullMetrics
 from elm_train.runtime.monitor import engine_write
 from elm_train.training import batches
 from elm_train.training.engine import mixed_precision_masters
 from elm_train.training.kd import TeacherFeatures, build_kd_loss, kind_eta, student_features, uses_logits
-from elm_train.training.loop import TrainLoop
+from elm_train.training.loop import LoopSettings, TrainLoop
 from elm_train.training.pca import PcaTracker, pca_count, real_tokens
 
 WEIGHTS_FILE = "supernet.safetensors"
@@ -141,11 +140,8 @@ class SupernetTraining(TrainLoop):
         teacher: TeacherFeatures,
         train: datasets.Dataset,
         settings: SupernetStageConfig,
-        deepspeed: DeepSpeedConfig,
+        loop: LoopSettings,
         *,
-        seed: int,
-        out_dir: Path,
-        metrics: MetricsSink | None = None,
         model: ModelSettings | None = None,
     ) -> None:
         self.cfg = settings
@@ -153,21 +149,18 @@ class SupernetTraining(TrainLoop):
         self.teacher = teacher
         causal = space.backbone.family is Family.CAUSAL
         self.model = build_supernet_kd(
-            space, settings.kd, settings.lm_weight_for(causal), teacher.width, teacher.num_layers, seed, model
+            space,
+            settings.kd,
+            settings.lm_weight_for(causal),
+            teacher.width,
+            teacher.num_layers,
+            loop.seed,
+            model,
         )
         self.tracker = PcaTracker()
         self.widths = [_widths(space)]
         self.arch: Architecture | None = None
-        super().__init__(
-            self.model,
-            train,
-            deepspeed,
-            settings.optim,
-            seed,
-            out_dir,
-            metrics or NullMetrics(),
-            settings.checkpoint_every,
-        )
+        super().__init__(self.model, train, settings.optim, loop)
 
     @property
     def supernet(self) -> ElmSupernet:

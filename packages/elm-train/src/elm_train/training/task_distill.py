@@ -27,14 +27,13 @@ from elm_space import Architecture
 from elm_train.config import DeepSpeedConfig, OptimConfig, TaskStageConfig
 from elm_train.runtime import distributed as dist
 from elm_train.runtime.fsio import atomic_directory
-from elm_train.runtime.metrics import MetricsSink, NullMetrics
 from elm_train.runtime.monitor import engine_write
 from elm_train.teacher import teacher_width
 from elm_train.training import batches
 from elm_train.training.engine import mixed_precision_masters
 from elm_train.training.global_batch import split_batch
 from elm_train.training.kd import student_features, teacher_layers_for
-from elm_train.training.loop import TrainLoop
+from elm_train.training.loop import LoopSettings, TrainLoop
 
 EVAL_BATCH_SIZE = 64
 
@@ -334,16 +333,11 @@ class TaskTraining(TrainLoop):
         spec: TaskSpec,
         settings: TaskStageConfig,
         optim: OptimConfig,
-        deepspeed: DeepSpeedConfig,
+        loop: LoopSettings,
         *,
-        seed: int,
-        out_dir: Path,
-        pad_id: int,
         validation: datasets.Dataset | None = None,
         eval_every: int | None = None,
         best_dir: Path | None = None,
-        metrics: MetricsSink | None = None,
-        checkpoint_every: int = 50,
     ) -> None:
         self.stage = f"tasks.{name}"
         self.spec = spec
@@ -354,20 +348,10 @@ class TaskTraining(TrainLoop):
             assert self.teacher is not None
             objective = task_kd_loss(settings, model, self.teacher.width, self.teacher.num_layers)
         self.module = self.make_module(model, settings, objective)
-        super().__init__(
-            self.module,
-            train,
-            deepspeed,
-            optim,
-            seed,
-            out_dir,
-            metrics or NullMetrics(),
-            checkpoint_every,
-            pad_id,
-        )
+        super().__init__(self.module, train, optim, loop)
         self.validation = validation
         self.eval_interval = eval_every or self.per_epoch
-        self.best_dir = best_dir if best_dir is not None else out_dir / "best"
+        self.best_dir = best_dir if best_dir is not None else loop.out_dir / "best"
         self.evaluations: list[dict[str, Any]] = []
         """Every evaluation so far: ``{"step": optimizer steps done, "score": ..., "values": {...}}``."""
         self.best: dict[str, Any] | None = None

@@ -17,7 +17,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerBase
 
 from elm_train.config import RunConfig, TeacherTrainConfig
 from elm_train.runtime.metrics import MetricsSink, NullMetrics
-from elm_train.training.loop import TrainLoop
+from elm_train.training.loop import LoopSettings, TrainLoop
 
 STAND_IN_NOTE = (
     "a GPT-2-style model trained on this run's corpus, because no pretrained GPT-2 installs offline; "
@@ -69,16 +69,14 @@ def train_stand_in(
     """The trained stand-in and what its training did (steps, final loss)."""
     torch.manual_seed(run_config.seed)
     model = GPT2LMHeadModel(gpt2_config(cfg, tokenizer, positions_needed(run_config)))
-    trainer = TeacherTraining(
-        model,
-        train,
+    loop = LoopSettings(
         run_config.deepspeed,
-        cfg.optim,
         run_config.seed,
         out_dir,
         metrics or NullMetrics(),
-        run_config.supernet.checkpoint_every,
-        tokenizer.pad_token_id or 0,
+        checkpoint_every=run_config.supernet.checkpoint_every,
+        pad_id=tokenizer.pad_token_id or 0,
     )
+    trainer = TeacherTraining(model, train, cfg.optim, loop)
     history = trainer.train()
     return model, {"steps": trainer.total_steps, "final_loss": history[-1][1] if history else None}

@@ -20,6 +20,7 @@ from elm_train.pipeline.task_models import fine_tuned_teacher, load_task
 from elm_train.runtime import distributed as dist
 from elm_train.runtime.checkpoint import write_json_atomic
 from elm_train.runtime.fsio import atomic_directory
+from elm_train.training.loop import LoopSettings
 from elm_train.training.multitask_training import (
     WEIGHTS_FILE,
     MultitaskKD,
@@ -64,12 +65,14 @@ def execute(run: Run) -> dict[str, Any]:
         model,
         tasks,
         settings.optim,
-        task_deepspeed(cfg.deepspeed, settings.batch_size, dist.world_size(), "multitask.batch_size"),
-        seed=cfg.seed,
-        out_dir=run.stage_dir("multitask"),
-        pad_id=run.tokenizer.pad_token_id or 0,
-        metrics=run.metrics,
-        checkpoint_every=settings.checkpoint_every,
+        LoopSettings(
+            task_deepspeed(cfg.deepspeed, settings.batch_size, dist.world_size(), "multitask.batch_size"),
+            cfg.seed,
+            run.stage_dir("multitask"),
+            run.metrics,
+            checkpoint_every=settings.checkpoint_every,
+            pad_id=run.tokenizer.pad_token_id or 0,
+        ),
     )
     history = trainer.train()
     if dist.rank() == 0:

@@ -34,6 +34,7 @@ FITNESS_LABELS = {
     "params": "fitness = parameter count",
     "task_score": "mean held-out task score",
 }
+"""How the report names the built-in fitnesses' values; a registered one is named as it names itself."""
 
 
 def _curves(run: Run) -> dict[str, list[float]]:
@@ -168,7 +169,7 @@ def markdown(
             "## Search",
             "",
             f"Best of {s['evaluations']} evaluated paths: `{s['architecture']}` "
-            f"({s['params']:,} parameters, {FITNESS_LABELS[s['fitness']]} {s[s['fitness']]:.6g}).",
+            f"({s['params']:,} parameters, {FITNESS_LABELS.get(s['fitness'], s['fitness'])} {s[s['fitness']]:.6g}).",
             "",
         ]
     if "heads" in stages:

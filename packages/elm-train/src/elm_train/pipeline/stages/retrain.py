@@ -29,6 +29,7 @@ from elm_train.pipeline.stages import heads, multitask, supernet
 from elm_train.runtime import distributed as dist
 from elm_train.runtime.checkpoint import write_json_atomic
 from elm_train.runtime.fsio import atomic_directory
+from elm_train.training.loop import LoopSettings
 from elm_train.training.retraining import Retraining, baseline_architecture, build_student
 
 if TYPE_CHECKING:
@@ -71,12 +72,14 @@ def _retrain(run: Run, name: str, student_info: dict[str, Any]) -> dict[str, Any
         teacher,
         run.blocks["train"],
         cfg.retrain,
-        cfg.deepspeed,
+        LoopSettings(
+            cfg.deepspeed,
+            cfg.seed,
+            run.layout.student_dir(name),
+            run.metrics,
+            checkpoint_every=cfg.supernet.checkpoint_every,
+        ),
         tokenizer=run.tokenizer,
-        seed=cfg.seed,
-        out_dir=run.layout.student_dir(name),
-        metrics=run.metrics,
-        checkpoint_every=cfg.supernet.checkpoint_every,
     )
     history = trainer.train()
     training = {"steps": trainer.total_steps, "final_loss": history[-1][1]}

@@ -13,6 +13,7 @@ from elm_train.pipeline.stage import Stage
 from elm_train.runtime import distributed as dist
 from elm_train.runtime.fsio import atomic_directory
 from elm_train.search.searching import check_budgets
+from elm_train.training.loop import LoopSettings
 from elm_train.training.supernet_training import (
     SPACE_FILE,
     SupernetTraining,
@@ -34,10 +35,13 @@ def execute(run: Run) -> dict[str, Any]:
         run.teacher_features,
         run.blocks["train"],
         cfg.supernet,
-        cfg.deepspeed,
-        seed=cfg.seed,
-        out_dir=run.stage_dir("supernet"),
-        metrics=run.metrics,
+        LoopSettings(
+            cfg.deepspeed,
+            cfg.seed,
+            run.stage_dir("supernet"),
+            run.metrics,
+            checkpoint_every=cfg.supernet.checkpoint_every,
+        ),
         model=cfg.model,
     )
     history = trainer.train()
