@@ -11,11 +11,11 @@ SCRIPT = r"""
 import json, sys, warnings
 from pathlib import Path
 import datasets, torch
-from elm_train import checkpoint
-from elm_train import distributed as dist
+from elm_train.runtime import checkpoint
+from elm_train.runtime import distributed as dist
 from elm_train.runtime.checkpoint import CheckpointWarning
 from elm_train.config import DeepSpeedConfig, OptimConfig
-from elm_train.training.loop import NonFiniteLossError, TrainLoop
+from elm_train.training.loop import LoopSettings, NonFiniteLossError, TrainLoop
 from elm_train.runtime.metrics import MetricsLog
 
 torch.set_num_threads(1)
@@ -32,9 +32,10 @@ class Toy(TrainLoop):
         self.model = torch.nn.Sequential(torch.nn.Embedding(50, 16), torch.nn.Linear(16, 16))
         self.nan_rank = nan_rank
         data = datasets.Dataset.from_dict({"input_ids": [[(i * 7 + j) % 50 for j in range(6)] for i in range(48)]})
-        super().__init__(self.model, data, DeepSpeedConfig(zero_stage=2, micro_batch_size=4, global_batch_size=8),
-                         OptimConfig(lr=1e-2, warmup_ratio=0.0, epochs=1), seed=0, out_dir=out_dir,
-                         metrics=MetricsLog(out_dir / "metrics.jsonl", enabled=rank == 0), checkpoint_every=1)
+        super().__init__(self.model, data, OptimConfig(lr=1e-2, warmup_ratio=0.0, epochs=1),
+                         LoopSettings(DeepSpeedConfig(zero_stage=2, micro_batch_size=4, global_batch_size=8), 0,
+                                      out_dir, MetricsLog(out_dir / "metrics.jsonl", enabled=rank == 0),
+                                      checkpoint_every=1))
 
     def micro_loss(self, batch, step):
         loss = self.engine(batch["input_ids"]).pow(2).mean()

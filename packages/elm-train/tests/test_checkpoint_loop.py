@@ -15,7 +15,7 @@ from elm_train.runtime import checkpoint
 from elm_train.runtime.checkpoint import CheckpointWarning
 from elm_train.runtime.errors import ElmTrainError
 from elm_train.runtime.metrics import MetricsLog
-from elm_train.training.loop import NonFiniteLossError, TrainLoop
+from elm_train.training.loop import LoopSettings, NonFiniteLossError, TrainLoop
 
 torch.set_num_threads(1)
 
@@ -37,15 +37,17 @@ class Toy(TrainLoop):
         super().__init__(
             self.model,
             data,
-            DeepSpeedConfig(zero_stage=zero, micro_batch_size=4, gradient_accumulation_steps=2),
             OptimConfig(lr=lr, warmup_ratio=0.0, epochs=2, max_steps_per_epoch=4)
             if lr <= 1
             # a config refuses lr > 1; built without validation, the loop's own guard is what is tested
             else OptimConfig.model_construct(lr=lr, warmup_ratio=0.0, epochs=2, max_steps_per_epoch=4),
-            seed=0,
-            out_dir=out_dir,
-            metrics=MetricsLog(out_dir / "metrics.jsonl"),
-            checkpoint_every=every,
+            LoopSettings(
+                DeepSpeedConfig(zero_stage=zero, micro_batch_size=4, gradient_accumulation_steps=2),
+                0,
+                out_dir,
+                MetricsLog(out_dir / "metrics.jsonl"),
+                checkpoint_every=every,
+            ),
         )
 
     def begin_step(self, step):

@@ -121,7 +121,7 @@ GROWTH_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import torch
-    from elm_train import distributed as dist
+    from elm_train.runtime import distributed as dist
     from elm_train.training.pca import PcaTracker
 
     dist.init_distributed()

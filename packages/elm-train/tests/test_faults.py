@@ -10,7 +10,7 @@ import pytest
 from elm_train.runtime import faults
 
 REACH = """
-from elm_train import faults
+from elm_train.runtime import faults
 for i in range(1, 4):
     faults.maybe_crash("export", "export/found/model")
     print(i, flush=True)

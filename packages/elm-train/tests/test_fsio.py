@@ -70,7 +70,7 @@ def test_sha256_matches_hashlib(tmp_path):
 def test_a_plain_process_group_leaves_no_temporary_directory(tmp_path):
     """init_distributed used to leave an elm-dist-* file-store directory per process."""
     code = (
-        "import torch; from elm_train import distributed as engine\n"
+        "import torch; from elm_train.runtime import distributed as engine\n"
         "engine.init_distributed()\n"
         "assert torch.distributed.is_initialized() and engine.world_size() == 1\n"
         "assert engine.broadcast_object({'a': 1}) == {'a': 1} and engine.ranks_where(True) == [0]\n"

@@ -118,10 +118,12 @@ def trainer(tmp_path: Path, epochs: int = 3, tasks: list[MultitaskTask] | None =
         model,
         tasks,
         OptimConfig(lr=3e-3, epochs=epochs),
-        DeepSpeedConfig(micro_batch_size=4, gradient_accumulation_steps=2),
-        seed=0,
-        out_dir=tmp_path / "multitask",
-        checkpoint_every=100,
+        LoopSettings(
+            DeepSpeedConfig(micro_batch_size=4, gradient_accumulation_steps=2),
+            0,
+            tmp_path / "multitask",
+            checkpoint_every=100,
+        ),
     )
 
 

@@ -20,6 +20,7 @@ from elm_train.config import ConfigError, DeepSpeedConfig, OptimConfig, TaskStag
 from elm_train.models import ElmForSequenceClassification
 from elm_train.models.settings import elm_config
 from elm_train.presets import preset
+from elm_train.runtime.metrics import NullMetrics
 from elm_train.training import task_distill
 from elm_train.training.loop import LoopSettings
 from elm_train.training.task_distill import (
@@ -318,13 +319,15 @@ def training(out: Path, eval_every: int | None, cls: type[TaskTraining] = TaskTr
         SPEC,
         TaskStageConfig(),
         OptimConfig(lr=3e-3, epochs=2, max_steps_per_epoch=4),
-        DeepSpeedConfig(micro_batch_size=8),
-        seed=0,
-        out_dir=out,
-        pad_id=0,
+        LoopSettings(
+            DeepSpeedConfig(micro_batch_size=8),
+            0,
+            out,
+            kw.pop("metrics", NullMetrics()),
+            checkpoint_every=kw.pop("checkpoint_every", 3),
+        ),
         validation=toy_split(24, 1),
         eval_every=eval_every,
-        checkpoint_every=kw.pop("checkpoint_every", 3),
         **kw,
     )
 
