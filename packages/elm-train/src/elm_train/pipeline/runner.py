@@ -76,6 +76,7 @@ def run_stage(
         return {}
     echo(f"[elm-train] {name}: running")
     start = time.perf_counter()
+    run.stage_dir(name)  # made here, so that a stage only names its files
     if stage.ranks == "all":
         run.mark_done(name, stage.execute(run))
         dist.barrier()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import datasets
@@ -29,9 +30,12 @@ import torch
 import elm_eval
 import elm_space
 from elm_eval import TaskSpec
+from elm_search import Objective
 from elm_space import Architecture
 from elm_train.config import ConfigError, DynamicConfig, SearchStageConfig
 from elm_train.models import ElmSupernet
+from elm_train.runtime import faults
+from elm_train.runtime.errors import ElmTrainError
 from elm_train.training import batches
 from elm_train.training.kd import TeacherFeatures, kind_eta, student_features
 from elm_train.training.multitask_training import MODEL_INPUTS, task_key
@@ -249,3 +253,21 @@ def build_fitness(settings: SearchStageConfig, inputs: FitnessInputs) -> Fitness
     """The fitness ``settings.fitness`` names, built from ``inputs``."""
     check_fitness_name(settings.fitness)
     return FITNESSES[settings.fitness](settings, inputs)
+
+
+def finite_objective(fitness: Fitness, supernet_dir: Path) -> Objective:
+    """The search's objective: ``fitness``, stopping the search on a value it cannot rank."""
+
+    def evaluate(arch: Architecture) -> float:
+        value = fitness(arch)
+        if not math.isfinite(value):  # a user error (the run diverged), not a bug of the searcher
+            raise ElmTrainError(
+                f"search: the held-out {fitness.name} of path {arch.to_string()} on the trained supernet "
+                f"({supernet_dir}) is {value}, which the search cannot rank: the supernet's "
+                "outputs overflow or the distillation loss is not finite on the held-out data. Start a new "
+                "run with a lower supernet learning rate or gradient clipping (deepspeed.gradient_clipping)"
+            )
+        faults.maybe_crash("search-eval")  # test-only fault injection (elm_train.runtime.faults)
+        return value
+
+    return Objective(fitness.name, evaluate, maximize=fitness.maximize)

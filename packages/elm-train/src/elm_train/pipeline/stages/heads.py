@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 
 def execute(run: Run) -> dict[str, Any]:
-    run.stage_dir("heads")
     arch = search.found_architecture(run)
     cfg = run.config.heads
     if cfg.enabled:

@@ -42,7 +42,6 @@ def execute(run: Run) -> dict[str, Any]:
     cfg = run.config
     settings = cfg.multitask
     layout = run.layout
-    run.stage_dir("multitask")
     tasks: list[MultitaskTask] = []
     split: dict[str, Any] = {}
     for name in cfg.multitask_task_names:
@@ -68,7 +67,7 @@ def execute(run: Run) -> dict[str, Any]:
         LoopSettings(
             task_deepspeed(cfg.deepspeed, settings.batch_size, dist.world_size(), "multitask.batch_size"),
             cfg.seed,
-            run.stage_dir("multitask"),
+            run.layout.stage_dir("multitask"),
             run.metrics,
             checkpoint_every=settings.checkpoint_every,
             pad_id=run.tokenizer.pad_token_id or 0,

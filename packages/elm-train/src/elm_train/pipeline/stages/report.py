@@ -48,7 +48,7 @@ def _curves(run: Run) -> dict[str, list[float]]:
 
 
 def execute(run: Run) -> dict[str, Any]:
-    out = run.stage_dir("report")
+    out = run.layout.report_dir
     stages = {s.name: run.done_info(s.name) for s in run.stages if s.name != "report" and run.is_done(s.name)}
     results = [elm_eval.load_result(p) for p in sorted(run.layout.results.glob("*.json"))]
     if run.is_done("retrain"):

@@ -109,7 +109,6 @@ def _export(
 
 
 def execute(run: Run) -> dict[str, Any]:
-    run.stage_dir("retrain")
     if dist.rank() == 0 and not run.layout.students.is_file():
         _record_students(run)
     dist.barrier()

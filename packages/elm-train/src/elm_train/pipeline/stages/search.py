@@ -4,7 +4,6 @@ after every generation, so a killed search resumes without re-evaluating."""
 
 from __future__ import annotations
 
-import math
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -12,18 +11,15 @@ import datasets
 import torch
 
 from elm_eval import TaskSpec
-from elm_search import Objective
 from elm_space import Architecture
 from elm_train.config import ConfigError
 from elm_train.models import ElmSupernet
 from elm_train.pipeline.sizing import PlanContext, StagePlan, capped_rows, si
 from elm_train.pipeline.stage import Stage
 from elm_train.pipeline.stages import multitask, supernet
-from elm_train.runtime import faults
-from elm_train.runtime.errors import ElmTrainError
 from elm_train.runtime.monitor import search_events
 from elm_train.search import latency_table, pareto
-from elm_train.search.fitness import Fitness, TaskFitness, build_fitness
+from elm_train.search.fitness import TaskFitness, build_fitness, finite_objective
 from elm_train.search.searching import search_constraints, search_space
 from elm_train.training import batches
 from elm_train.training.kd import TeacherFeatures
@@ -36,10 +32,9 @@ if TYPE_CHECKING:
 
 def execute(run: Run) -> dict[str, Any]:
     cfg = run.config
-    run.stage_dir("search")
-    space = supernet.grown_space(run)
     fitness = build_fitness(cfg.search, FitnessFromRun(run))
-    objective = Objective(fitness.name, _finite(fitness, run), maximize=fitness.maximize)
+    objective = finite_objective(fitness, run.layout.supernet_final)
+    space = supernet.grown_space(run)
     table = None
     if cfg.search.latency_budget_ms:
         layout = run.layout
@@ -80,8 +75,11 @@ class FitnessFromRun:
     def __init__(self, run: Run) -> None:
         self.run = run
         self.seed = run.config.seed
-        self.pad_id = run.tokenizer.pad_token_id or 0
         self.dynamic = run.config.supernet.dynamic
+
+    @property
+    def pad_id(self) -> int:
+        return self.run.tokenizer.pad_token_id or 0
 
     @cached_property
     def supernet(self) -> SupernetKD:
@@ -106,24 +104,6 @@ class FitnessFromRun:
     def heldout(self) -> dict[str, tuple[TaskSpec, datasets.Dataset]]:
         chosen = self.run.config.fitness_task_names  # search.fitness_tasks (the reference: MNLI alone)
         return {name: rows for name, rows in multitask.heldout(self.run).items() if name in chosen}
-
-
-def _finite(fitness: Fitness, run: Run) -> Any:
-    """``fitness``, stopping the search on a value it cannot rank."""
-
-    def evaluate(arch: Architecture) -> float:
-        value = fitness(arch)
-        if not math.isfinite(value):  # a user error (the run diverged), not a bug of the searcher
-            raise ElmTrainError(
-                f"search: the held-out {fitness.name} of path {arch.to_string()} on the trained supernet "
-                f"({run.layout.supernet_final}) is {value}, which the search cannot rank: the supernet's "
-                "outputs overflow or the distillation loss is not finite on the held-out data. Start a new "
-                "run with a lower supernet learning rate or gradient clipping (deepspeed.gradient_clipping)"
-            )
-        faults.maybe_crash("search-eval")  # test-only fault injection (elm_train.runtime.faults)
-        return value
-
-    return evaluate
 
 
 # --- what later stages load -------------------------------------------------------------------

@@ -38,7 +38,7 @@ def execute(run: Run) -> dict[str, Any]:
         LoopSettings(
             cfg.deepspeed,
             cfg.seed,
-            run.stage_dir("supernet"),
+            run.layout.stage_dir("supernet"),
             run.metrics,
             checkpoint_every=cfg.supernet.checkpoint_every,
         ),

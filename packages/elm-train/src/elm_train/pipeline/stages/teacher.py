@@ -30,7 +30,7 @@ def _train(run: Run) -> None:
         run.tokenizer,
         run.blocks["train"],
         cfg,
-        out_dir=run.stage_dir("teacher"),
+        out_dir=run.layout.stage_dir("teacher"),
         metrics=run.metrics,
     )
     if dist.rank() == 0:
