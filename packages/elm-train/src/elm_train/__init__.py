@@ -16,7 +16,7 @@ from typing import Any
 
 from elm_train import _moved
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 _moved.install()  # the old import paths of modules moved into wings, for one release
 
 _EXPORTS = {

@@ -1,7 +1,7 @@
-"""The import paths of modules that moved into wings (0.2), kept for one release.
+"""The import paths of modules that moved into wings in 0.2, kept for one release (CHANGELOG.md).
 
-``import elm_train.checkpoint`` still works and gives the module itself (so attributes set on it
-are seen by its code), with a DeprecationWarning naming the new path. Removed in 0.3.
+``import elm_train.checkpoint`` still works and gives the moved module itself (so an attribute set
+on it is seen by its code), with a DeprecationWarning naming the new path. Removed in 0.3.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ WINGS = {
     ),
     "search": ("fitness", "searching", "latency_table", "head_choice"),
 }  # fmt: skip
-MOVED = {f"elm_train.{m}": f"elm_train.{wing}.{m}" for wing, names in WINGS.items() for m in names}
+MOVED = {
+    **{f"elm_train.{m}": f"elm_train.{wing}.{m}" for wing, names in WINGS.items() for m in names},
+    "elm_train.pipeline.declarations": "elm_train.pipeline.stages",
+}
 """Old module path -> new module path."""
 
 

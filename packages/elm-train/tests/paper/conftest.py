@@ -14,6 +14,8 @@ keeps the preset's hub ids.
 - ``nyu-mll/glue``: the nine tasks and ``ax`` with their real column names, ``idx``, class-label
   features (names in GLUE's id order), STS-B's float scores in [0, 5], MNLI's matched and
   mismatched validation and test splits, and label -1 in every test split.
+- ``rajpurkar/squad`` and ``rajpurkar/squad_v2``: elm-eval's SQuAD-shaped stand-ins (v2.0 with
+  unanswerable questions) as JSON lines with the hub's columns, listed in a ``README.md`` header.
 - ``bert-base-uncased``: a tiny BERT saved as the hub's is (pre-training weights: pooler, masked-LM
   and next-sentence heads; ``architectures: [BertForMaskedLM]``; 12 heads, type vocabulary 2, 512
   positions) with an uncased word-level BERT tokenizer over PTB's common words.
@@ -32,6 +34,7 @@ import torch
 from transformers import BertConfig, BertForPreTraining, BertTokenizerFast
 
 import elm_space
+from elm_eval.qa_standin import write_hub_copy
 from elm_space import CandidateSpec, EmbeddingSpec, SearchSpace
 
 WIKIPEDIA = "wikimedia/wikipedia"
@@ -39,6 +42,9 @@ WIKIPEDIA_CONFIG = "20231101.en"
 BOOKCORPUS = "rojagtap/bookcorpus"
 GLUE = "nyu-mll/glue"
 TEACHER = "bert-base-uncased"
+SQUAD = "rajpurkar/squad"
+SQUAD_V2 = "rajpurkar/squad_v2"
+SQUAD_ROWS = {"train": 40, "validation": 12}
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -237,6 +243,8 @@ class PaperHub:
     glue: Path
     teachers: dict[int, Path]
     """Stand-in ``bert-base-uncased`` by layer count."""
+    squad: dict[str, Path]
+    """The SQuAD v1.1 and v2.0 stand-ins by hub id."""
 
     def mirrors(self, teacher_layers: int) -> dict[str, str]:
         return {
@@ -255,6 +263,10 @@ def paper_hub(tmp_path_factory: pytest.TempPathFactory) -> PaperHub:
         bookcorpus=write_bookcorpus(root / "bookcorpus"),
         glue=write_glue(root / "glue"),
         teachers={n: write_teacher(root / f"bert-base-uncased-{n}", n) for n in (2, 4)},
+        squad={
+            SQUAD: write_hub_copy(root / "squad", "v1", SQUAD_ROWS["train"], SQUAD_ROWS["validation"]),
+            SQUAD_V2: write_hub_copy(root / "squad_v2", "v2", SQUAD_ROWS["train"], SQUAD_ROWS["validation"]),
+        },
     )
 
 

@@ -5,7 +5,9 @@ ids are pointed at local stand-ins of the same shape (``hub_mirrors``; the confi
 space is shrunk (same structure, test widths, two layers) and step counts and search sizes are cut
 to a few. Everything goes through the hub route: ``data.sources`` by hub id, the GLUE task specs' hub
 datasets (MNLI's matched and mismatched splits, STS-B's scores, test splits without labels), a
-teacher named by id. It ends with the GLUE submission files and the report.
+teacher named by id. elm-small also fine-tunes and distils both SQuAD tasks (``rajpurkar/squad``
+and ``rajpurkar/squad_v2`` by id, with the preset's SQuAD settings). It ends with the GLUE
+submission files and the report.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from .conftest import (
     BOOKCORPUS,
     GLUE,
     GLUE_CONFIGS,
+    SQUAD,
+    SQUAD_ROWS,
+    SQUAD_V2,
     TEACHER,
     WIKIPEDIA,
     PaperHub,
@@ -111,12 +116,17 @@ def test_paper_preset_end_to_end(name: str, paper_hub: PaperHub, tmp_path: Path)
     changes = cut(name, paper_hub, layers=full_space.num_layers)
     if name == "elm-micro":  # the reference's active script: the tasks straight from the multitask supernet
         changes["retrain"]["enabled"] = False
+    qa = ["squad", "squad_v2"] if name == "elm-small" else []  # the second benchmark the peers report
+    if qa:
+        changes["hub_mirrors"].update({hub_id: str(path) for hub_id, path in paper_hub.squad.items()})
+        changes["tasks"]["tasks"] = [*paper.tasks.tasks, *qa]
     config = RunConfig.model_validate(merge_configs(paper.model_dump(mode="json"), changes))
     # the hub route, by id: nothing but the mirrors points at the stand-ins
     assert [(s.kind, s.hub_id) for s in config.data.sources] == [("hub", WIKIPEDIA), ("hub", BOOKCORPUS)]
     assert config.teacher.name_or_path == TEACHER
-    assert config.task_names == ["mnli", "qqp", "qnli", "sst2", "cola", "stsb", "mrpc", "rte", "wnli"]
-    assert config.multitask_task_names == config.task_names[:8] and config.fitness_task_names == ["mnli"]
+    glue = ["mnli", "qqp", "qnli", "sst2", "cola", "stsb", "mrpc", "rte", "wnli"]
+    assert config.task_names == [*glue, *qa]
+    assert config.multitask_task_names == glue[:8] and config.fitness_task_names == ["mnli"]
     space = config.search_space()
     assert isinstance(config.space, SearchSpace)
     assert [len(layer) for layer in space.layers] == [len(full_space.layers[0])] * 2
@@ -174,6 +184,18 @@ def test_paper_preset_end_to_end(name: str, paper_hub: PaperHub, tmp_path: Path)
         assert set(scores) == {"teacher", *students}, task
         for who in scores:
             result = elm_eval.load_result(layout.results / f"task-{task}-{who}.json")
+            if task in qa:  # EM and F1 on the stand-in's validation questions, by evaluate's squad metrics
+                assert result.metric == task and result.score == result.validation_metrics["f1"]
+                assert result.num_train_examples == SQUAD_ROWS["train"]
+                assert result.num_validation_examples == SQUAD_ROWS["validation"]
+                em = result.validation_metrics["exact_match" if task == "squad" else "exact"]
+                assert 0 <= em <= result.score <= 100, (task, who)
+                if task == "squad_v2":
+                    assert result.validation_metrics["NoAns_total"] > 0
+                if who != "teacher":  # distilled from the fine-tuned teacher, as the reference
+                    assert result.settings["kd"] == "soft_ce on start and end logits", (task, who)
+                    assert result.settings["epochs"] == 10 and result.settings["lr"] == 1e-4  # the preset's
+                continue
             assert result.num_train_examples == glue_rows("train")
             split = {"mnli": "validation_matched", "mnli-mm": "validation_mismatched"}.get(task, "validation")
             assert result.num_validation_examples == glue_rows(split), (task, who)
@@ -211,7 +233,7 @@ def test_paper_preset_end_to_end(name: str, paper_hub: PaperHub, tmp_path: Path)
             else:
                 assert set(predictions) <= {"0", "1"}, stem
         record = json.loads(layout.glue_submission_record(student).read_text())
-        assert set(record) == set(config.task_names)
+        assert set(record) == set(glue)  # SQuAD has no GLUE submission file
         assert all(entry["missing"] == {} for entry in record.values())
 
     # the plan made before the run: its step counts are the run's, its disk the right size
@@ -235,6 +257,8 @@ def test_paper_preset_end_to_end(name: str, paper_hub: PaperHub, tmp_path: Path)
     )
     assert "hub ids read from local copies, not from the hub" in markdown  # a stand-in run says so
     assert f"`{GLUE}` from `{paper_hub.glue}`" in markdown
+    for hub_id in (SQUAD, SQUAD_V2) if qa else ():
+        assert f"`{hub_id}` from `{paper_hub.squad[hub_id]}`" in markdown
     for task in [*config.task_names, "mnli-mm"]:
         assert task in markdown, task
     assert f"Route: {config.retrain.route()}." in markdown
