@@ -147,11 +147,20 @@ def byte_size(n: int) -> str:
     return si(n, "B") if n >= 1000 else f"{n} B"
 
 
-def mirror_rows(directory: str | Path, config_name: str | None) -> dict[str, int] | None:
-    """Rows per split of a local copy in the hub's layout, read from its parquet files' metadata
-    (the ``README.md`` header's ``configs``; nothing is converted or cached); None when the copy
-    is not of that form."""
+def _rows(path: Path) -> int:
+    """Rows of a parquet file (from its metadata) or a JSON-lines file (its non-empty lines)."""
     import pyarrow.parquet as pq
+
+    if path.suffix == ".parquet":
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    with path.open("rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def mirror_rows(directory: str | Path, config_name: str | None) -> dict[str, int] | None:
+    """Rows per split of a local copy in the hub's layout, from its parquet files' metadata or its
+    JSON-lines files' lines (the ``README.md`` header's ``configs``; nothing is converted or
+    cached); None when the copy is not of that form."""
     import yaml
 
     directory = Path(directory).expanduser()
@@ -176,9 +185,9 @@ def mirror_rows(directory: str | Path, config_name: str | None) -> dict[str, int
     for split, patterns in items:
         patterns = [patterns] if isinstance(patterns, str) else list(patterns or [])
         paths = sorted({p for pattern in patterns for p in directory.glob(pattern)})
-        if not paths or any(p.suffix != ".parquet" for p in paths):
+        if not paths or any(p.suffix not in (".parquet", ".jsonl") for p in paths):
             return None
-        out[str(split)] = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+        out[str(split)] = sum(_rows(p) for p in paths)
     return out or None
 
 

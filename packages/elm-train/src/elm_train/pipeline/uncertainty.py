@@ -47,7 +47,7 @@ def bootstrap(run: Run, other: str) -> dict[str, Any] | None:
     """Found minus ``other`` per task and for the mean over tasks (the first seed's models); None
     when a task lacks either model's predictions (a run from before they were written)."""
     per_task: dict[str, BootstrapDifference] = {}
-    for i, task in enumerate(run.config.task_names):
+    for i, task in enumerate(bootstrapped_tasks(run)):
         mine, theirs = _predictions(run, task, "found"), _predictions(run, task, other)
         if mine is None or theirs is None or mine["labels"] != theirs["labels"]:
             return None
@@ -86,7 +86,7 @@ def seed_spread(run: Run) -> dict[str, Any] | None:
     scores: dict[str, dict[str, list[float]]] = {}
     for student in retrain.students(run):
         scores[student] = {}
-        for task in run.config.task_names:
+        for task in bootstrapped_tasks(run):
             found = [_predictions(run, task, seed_name(student, k)) for k in range(seeds)]
             if any(f is None for f in found):
                 return None
@@ -99,7 +99,7 @@ def seed_spread(run: Run) -> dict[str, Any] | None:
         },
     }
     if "found" in scores and "baseline" in scores:
-        tasks = run.config.task_names
+        tasks = bootstrapped_tasks(run)
         found = [statistics.fmean(scores["found"][t][k] for t in tasks) for k in range(seeds)]
         base = [statistics.fmean(scores["baseline"][t][k] for t in tasks) for k in range(seeds)]
         diff = [a - b for a, b in zip(found, base, strict=True)]
@@ -112,11 +112,20 @@ def seed_spread(run: Run) -> dict[str, Any] | None:
     return out
 
 
+def bootstrapped_tasks(run: Run) -> list[str]:
+    """The tasks whose per-example validation predictions the tasks stage records: every task but
+    extractive QA (SQuAD's models are selected and reported by EM/F1 alone)."""
+    return [t for t in run.config.task_names if not elm_eval.is_qa_task(t)]
+
+
 def task_uncertainty(run: Run) -> dict[str, Any] | None:
     """Everything the report's uncertainty section shows (None when the run scored no tasks)."""
-    if not run.config.task_names or "found" not in retrain.students(run):
+    if not bootstrapped_tasks(run) or "found" not in retrain.students(run):
         return None
     out: dict[str, Any] = {"confidence": CONFIDENCE, "resamples": RESAMPLES}
+    left_out = [t for t in run.config.task_names if t not in bootstrapped_tasks(run)]
+    if left_out:
+        out["left_out"] = left_out
     if "baseline" in retrain.students(run):
         out["found_vs_baseline"] = bootstrap(run, "baseline")
     out["found_vs_teacher"] = bootstrap(run, "teacher")
@@ -194,6 +203,12 @@ def uncertainty_section(info: dict[str, Any] | None) -> list[str]:
             *rows,
             "",
         ]
+        if info.get("left_out"):
+            lines += [
+                f"Not in the bootstrap: {', '.join(info['left_out'])} (extractive QA; the tasks stage records "
+                "EM and F1, not per-question predictions).",
+                "",
+            ]
     seeds = info.get("fine_tuning_seeds")
     if seeds:
         lines += [

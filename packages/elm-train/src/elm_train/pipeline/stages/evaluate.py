@@ -72,7 +72,8 @@ def _deployment(run: Run, models: dict[str, str], texts: list[str] | None) -> di
             elm_eval.write_result(result, run.layout.results)
         deployment[name] = summary
     if run.is_done("tasks"):  # each fine-tuned student classifier, int8 beside fp32
-        for task in run.config.task_names:
+        # (extractive QA models are not exported: their scores need the SQuAD post-processing)
+        for task in [t for t in run.config.task_names if not elm_eval.is_qa_task(t)]:
             spec, data, _, _ = load_task(run, task)
             for name in models:
                 deployment[name].setdefault("tasks", {})[task] = task_scores(
