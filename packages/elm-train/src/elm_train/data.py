@@ -598,6 +598,7 @@ class Streamer:
             )
             for path in {f["filename"] for f in ids.cache_files}:
                 remove_tree(Path(path))
+            del ids  # unmapped now: not held beside the next chunk's while its workers tokenise
             text_before = figures.text_bytes
             figures.add(Figures(stop - start, _text_bytes(chunk), tokens, made))
             self.seen.add(Figures(stop - start, figures.text_bytes - text_before, tokens, 0))

@@ -8,7 +8,8 @@ corpus) said so, with the formula. Each stage's own estimate lives in its stage 
 
 Disk figures are estimates from the sizes of what the stages write: a DeepSpeed checkpoint holds
 about 16 bytes per trained parameter (the module's weights twice, AdamW's two moments, and under
-bf16/fp16 the fp32 master weights), exported weights 4 bytes (fp32), packed blocks 4 bytes a token.
+bf16/fp16 the fp32 master weights), exported weights 4 bytes (fp32), packed blocks 2 bytes a token
+(4 for a vocabulary beyond 65,536 entries).
 """
 
 from __future__ import annotations
@@ -23,16 +24,14 @@ import elm_space
 from elm_train.config import DataSource, RunConfig
 
 CHECKPOINT_BYTES_PER_PARAM = 16
-
-
 EXPORT_BYTES_PER_PARAM = 4
-
-
-BLOCK_BYTES_PER_TOKEN = 4
-
-
 KEEP_CHECKPOINTS = 2
 """Every training loop keeps its two newest checkpoints."""
+
+
+def block_bytes_per_token(vocab: int | None) -> int:
+    """What the data stage stores a token id in: ``uint16`` while the vocabulary fits it."""
+    return 2 if vocab is not None and vocab <= 65_536 else 4
 
 
 DOCUMENTED_CORPORA: dict[tuple[str, str | None], dict[str, int]] = {

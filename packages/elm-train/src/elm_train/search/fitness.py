@@ -174,8 +174,10 @@ class FitnessInputs(Protocol):
     use; a user's own pipeline can pass any object with these attributes."""
 
     seed: int
-    pad_id: int
     dynamic: DynamicConfig
+
+    @property
+    def pad_id(self) -> int: ...
 
     @property
     def supernet(self) -> SupernetKD:

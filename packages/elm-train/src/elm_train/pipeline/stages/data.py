@@ -19,7 +19,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from elm_train import data, teacher, tokenizer
 from elm_train.config import ConfigError
-from elm_train.pipeline.sizing import BLOCK_BYTES_PER_TOKEN, PlanContext, StagePlan, byte_size
+from elm_train.pipeline.sizing import PlanContext, StagePlan, block_bytes_per_token, byte_size
 from elm_train.pipeline.stage import Stage
 from elm_train.runtime.fsio import atomic_directory
 
@@ -118,11 +118,12 @@ def load_blocks(run: Run) -> datasets.DatasetDict:
 def estimate(ctx: PlanContext, plan: StagePlan) -> None:
     plan.tokens_text = "the corpus, tokenised once"
     plan.tokens = None
+    per_token = block_bytes_per_token(ctx.vocab or ctx.config.search_space().backbone.vocab_size)
     if ctx.train_blocks is None:
-        plan.disk, plan.disk_text = None, f"N x {byte_size(ctx.block * BLOCK_BYTES_PER_TOKEN)}"
+        plan.disk, plan.disk_text = None, f"N x {byte_size(ctx.block * per_token)}"
         return
     blocks = ctx.train_blocks + (ctx.valid_blocks or 0)
-    plan.disk = blocks * ctx.block * BLOCK_BYTES_PER_TOKEN
+    plan.disk = blocks * ctx.block * per_token
     plan.tokens = blocks * ctx.block
 
 
