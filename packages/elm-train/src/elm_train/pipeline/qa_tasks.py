@@ -6,7 +6,6 @@ split in its values), and a model card with EM/F1 beside each fine-tuned student
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ import elm_eval
 from elm_eval import TaskResult
 from elm_train.models.model_card import ModelCardInfo, Score, write_model_card
 from elm_train.pipeline.stages import retrain
-from elm_train.pipeline.task_models import train_and_publish
+from elm_train.pipeline.task_models import selected_result, train_and_publish
 from elm_train.runtime import distributed as dist
 from elm_train.training.loop import LoopSettings
 from elm_train.training.qa_distill import QATaskTraining, QAValidation, encode_train, qa_model
@@ -55,36 +54,19 @@ def run_qa_task(run: Run, name: str) -> list[TaskResult]:
         eval_every: int | None,
     ) -> TaskResult:
         target = _train(run, name, who, source, teacher, lr, epochs, eval_every, spec, train, valid)
-        selection = json.loads(layout.task_selection(name, who).read_text())
-        best = selection["best"]
         model = AutoModelForQuestionAnswering.from_pretrained(str(target))
-        kd = _kd_settings(run, teacher is not None)
-        return TaskResult(
-            model=who,
-            task=spec.name,
-            metric=spec.metric,
-            score=best["score"],
-            validation_metrics=best["values"],
-            num_parameters=sum(p.numel() for p in model.parameters()),
-            num_train_examples=len(data.train),
-            num_validation_examples=len(data.validation),
-            train_loss_curve=json.loads(layout.task_loss_curve(name, who).read_text()),
-            settings={
-                **kd,
-                **{
-                    f"qa.{k}": v
-                    for k, v in cfg.qa.model_dump().items()
-                    if k not in ("logits_loss", "logits_params")
-                },
-                "train_windows": len(train),
-                "epochs": epochs,
-                "lr": lr,
-                "batch_size": ds.micro_batch_size * ds.gradient_accumulation_steps * dist.world_size(),
-                "eval_every": eval_every or "epoch",
-                "best_step": best["step"],
-                "evaluations": [[e["step"], e["score"]] for e in selection["evaluations"]],
+        own = {
+            **_kd_settings(run, teacher is not None),
+            **{
+                f"qa.{k}": v
+                for k, v in cfg.qa.model_dump().items()
+                if k not in ("logits_loss", "logits_params")
             },
-        )
+            "train_windows": len(train),
+        }
+        sizes = (len(data.train), len(data.validation))
+        reported = (spec.name, spec.metric)
+        return selected_result(run, name, who, model, reported, sizes, own, ds, lr, epochs, eval_every)
 
     results = [trained("teacher", run.teacher_source, None, plan.teacher_lr, plan.teacher_epochs, None)]
     teacher = AutoModelForQuestionAnswering.from_pretrained(str(layout.task_model(name, "teacher"))).eval()

@@ -4,15 +4,17 @@ it distils from, which the tasks stage then finds done and reuses)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import datasets
 from transformers import PreTrainedModel
 
 import elm_eval
-from elm_eval import TaskData, TaskSpec
+from elm_eval import TaskData, TaskResult, TaskSpec
+from elm_train.config import DeepSpeedConfig
 from elm_train.runtime import distributed as dist
 from elm_train.runtime.checkpoint import write_json_atomic
 from elm_train.runtime.fsio import atomic_directory
@@ -119,4 +121,47 @@ def fine_tuned_teacher(
         spec,
         train,
         valid,
+    )
+
+
+def selected_result(
+    run: Run,
+    name: str,
+    who: str,
+    model: PreTrainedModel,
+    reported: tuple[str, str],
+    sizes: tuple[int, int],
+    own_settings: dict[str, Any],
+    ds: DeepSpeedConfig,
+    lr: float,
+    epochs: int,
+    eval_every: int | None,
+) -> TaskResult:
+    """The elm-eval result of ``who``'s selected model on task ``name`` (the run directory's name):
+    its best validation evaluation and loss curve as training recorded them. ``reported``: the
+    result's (task, metric); ``sizes``: (train, validation) examples; ``own_settings`` first in
+    the settings, then what every task fine-tuning records."""
+    layout = run.layout
+    task, metric = reported
+    selection = json.loads(layout.task_selection(name, who).read_text())
+    best = selection["best"]
+    return TaskResult(
+        model=who,
+        task=task,
+        metric=metric,
+        score=best["score"],
+        validation_metrics=best["values"],
+        num_parameters=sum(p.numel() for p in model.parameters()),
+        num_train_examples=sizes[0],
+        num_validation_examples=sizes[1],
+        train_loss_curve=json.loads(layout.task_loss_curve(name, who).read_text()),
+        settings={
+            **own_settings,
+            "epochs": epochs,
+            "lr": lr,
+            "batch_size": ds.micro_batch_size * ds.gradient_accumulation_steps * dist.world_size(),
+            "eval_every": eval_every or "epoch",
+            "best_step": best["step"],
+            "evaluations": [[e["step"], e["score"]] for e in selection["evaluations"]],
+        },
     )

@@ -33,7 +33,7 @@ from elm_train.pipeline.sizing import (
 )
 from elm_train.pipeline.stage import Stage
 from elm_train.pipeline.stages import retrain
-from elm_train.pipeline.task_models import load_task, train_task_model
+from elm_train.pipeline.task_models import load_task, selected_result, train_task_model
 from elm_train.runtime import distributed as dist
 from elm_train.runtime.checkpoint import write_json_atomic
 from elm_train.training.task_distill import task_deepspeed
@@ -65,30 +65,24 @@ def run_task(run: Run, name: str) -> list[TaskResult]:
         target = train_task_model(
             run, name, who, source, teacher, lr, epochs, eval_every, spec, train, valid, seed
         )
-        selection = json.loads(layout.task_selection(name, who).read_text())
         _write_predictions(run, name, who, data)
-        best = selection["best"]
         model = AutoModelForSequenceClassification.from_pretrained(str(target))
-        return TaskResult(
-            model=who,
-            task=name,
-            metric=spec.metric,
-            score=best["score"],
-            validation_metrics=best["values"],
-            num_parameters=sum(p.numel() for p in model.parameters()),
-            num_train_examples=len(train),
-            num_validation_examples=len(valid),
-            train_loss_curve=json.loads(layout.task_loss_curve(name, who).read_text()),
-            settings={
-                **_kd_settings(cfg, teacher is not None, regression=spec.task_type == "regression"),
-                "max_seq_length": cfg.max_seq_length,
-                "epochs": epochs,
-                "lr": lr,
-                "batch_size": ds.micro_batch_size * ds.gradient_accumulation_steps * dist.world_size(),
-                "eval_every": eval_every or "epoch",
-                "best_step": best["step"],
-                "evaluations": [[e["step"], e["score"]] for e in selection["evaluations"]],
-            },
+        own = {
+            **_kd_settings(cfg, teacher is not None, regression=spec.task_type == "regression"),
+            "max_seq_length": cfg.max_seq_length,
+        }
+        return selected_result(
+            run,
+            name,
+            who,
+            model,
+            (name, spec.metric),
+            (len(train), len(valid)),
+            own,
+            ds,
+            lr,
+            epochs,
+            eval_every,
         )
 
     results = [trained("teacher", run.teacher_source, None, plan.teacher_lr, plan.teacher_epochs, None)]
