@@ -120,13 +120,14 @@ def bootstrapped_tasks(run: Run) -> list[str]:
 
 def task_uncertainty(run: Run) -> dict[str, Any] | None:
     """Everything the report's uncertainty section shows (None when the run scored no tasks)."""
-    if not bootstrapped_tasks(run) or "found" not in retrain.students(run):
+    tasks, students = bootstrapped_tasks(run), retrain.students(run)
+    if not tasks or "found" not in students:
         return None
     out: dict[str, Any] = {"confidence": CONFIDENCE, "resamples": RESAMPLES}
-    left_out = [t for t in run.config.task_names if t not in bootstrapped_tasks(run)]
+    left_out = [t for t in run.config.task_names if t not in tasks]
     if left_out:
         out["left_out"] = left_out
-    if "baseline" in retrain.students(run):
+    if "baseline" in students:
         out["found_vs_baseline"] = bootstrap(run, "baseline")
     out["found_vs_teacher"] = bootstrap(run, "teacher")
     out["fine_tuning_seeds"] = seed_spread(run)
