@@ -22,13 +22,12 @@ from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from elm_eval.errors import ElmEvalError, describe_validation_error, one_line
 from elm_eval.files import check_encoding, read_text
 from elm_eval.task_data import _kept, _RawSplit, _read_hub, jsonl_split
-from elm_eval.tasks import HubSource
+from elm_eval.tasks import HubSource, read_spec_file
 
 QA_COLUMNS = ("id", "context", "question", "answers")
 """Columns every row needs (``title`` is optional)."""
@@ -113,29 +112,7 @@ def get_qa_task(name: str) -> QATaskSpec:
 
 def load_qa_task_spec(path: str | PathLike[str]) -> QATaskSpec:
     """A QATaskSpec from YAML or JSON; relative data paths are taken from the spec file's folder."""
-    path = Path(path)
-    text = read_text(path, "task spec", hint="; a task spec is a UTF-8 YAML or JSON file")
-    try:
-        raw = yaml.safe_load(text)
-    except (
-        yaml.YAMLError,
-        ValueError,
-        TypeError,
-        IndexError,
-        KeyError,
-        OverflowError,
-        RecursionError,
-    ) as exc:
-        raise ElmEvalError(f"{path}: not valid YAML/JSON: {one_line(exc) or type(exc).__name__}") from None
-    if not isinstance(raw, dict):
-        raise ElmEvalError(f"{path}: a task spec must be a mapping of fields, not {type(raw).__name__}")
-    source = raw.get("source")
-    if isinstance(source, dict) and source.get("kind") == "files" and "base_dir" not in source:
-        source["base_dir"] = str(path.resolve().parent)
-    try:
-        return QATaskSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise ElmEvalError(f"{path}: invalid task spec: {describe_validation_error(exc)}") from None
+    return read_spec_file(Path(path), QATaskSpec)
 
 
 @dataclass(frozen=True)

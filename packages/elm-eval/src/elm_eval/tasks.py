@@ -270,7 +270,12 @@ def get_task(name: str) -> TaskSpec:
 
 def load_task_spec(path: str | Path) -> TaskSpec:
     """Read a TaskSpec from YAML or JSON; relative data paths are taken from the spec file's folder."""
-    path = Path(path)
+    return read_spec_file(Path(path), TaskSpec)
+
+
+def read_spec_file(path: Path, kind: type[_Spec]) -> _Spec:
+    """A task spec of class ``kind`` (classification or QA) from a YAML or JSON file, each problem
+    an ElmEvalError naming the file; a ``files`` source's relative paths are the file's folder's."""
     text = read_text(path, "task spec", hint="; a task spec is a UTF-8 YAML or JSON file")
     try:
         raw = yaml.safe_load(text)
@@ -285,6 +290,6 @@ def load_task_spec(path: str | Path) -> TaskSpec:
     if isinstance(source, dict) and source.get("kind") == "files" and "base_dir" not in source:
         source["base_dir"] = str(path.resolve().parent)
     try:
-        return TaskSpec.model_validate(raw)
+        return kind.model_validate(raw)
     except ValidationError as exc:
         raise ElmEvalError(f"{path}: invalid task spec: {describe_validation_error(exc)}") from None
